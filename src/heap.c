@@ -1,0 +1,577 @@
+/*
+ * heap.c — thread heaps: slow paths, slab lifecycle, adoption, LARGE and
+ * HUGE blocks, process init (see heap.h).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "heap.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+span_t td_span_empty;   /* free == NULL: every pop from it fails */
+heap_t td_heap_empty = { .cur = { [0 ... TD_NCLASSES - 1] = &td_span_empty } };
+__thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec"))) = &td_heap_empty;
+
+static td_lock_t pool_lock;        /* rank 1 */
+static heap_t *heap_all;           /* pool_lock */
+static heap_t *heap_pool;          /* pool_lock */
+static size_t heap_count, pool_count;
+
+static td_lock_t init_lock;
+static int init_done;              /* 0, then 1 once (release/acquire) */
+static int key_state;              /* 0 none, 1 creating, 2 ready */
+static pthread_key_t heap_key;
+
+static void fork_prepare(void);
+static void fork_parent(void);
+static void fork_child(void);
+
+void td_global_init(void)
+{
+    if (TIDE_LIKELY(__atomic_load_n(&init_done, __ATOMIC_ACQUIRE)))
+        return;
+    td_lock(&init_lock);
+    if (!init_done) {
+        td_os_init();
+        td_sizeclass_init();
+        td_pageheap_init();
+        td_free_key = (uintptr_t)td_os_random();
+        __atomic_store_n(&init_done, 1, __ATOMIC_RELEASE);
+    }
+    td_unlock(&init_lock);
+}
+
+/* ---- slab lists (owner only) --------------------------------------- */
+
+static void partial_push(heap_t *h, span_t *s)
+{
+    unsigned c = s->sizeclass;
+    s->state = TD_SLAB_PARTIAL;
+    s->prev = NULL;
+    s->next = h->partial[c];
+    if (s->next)
+        s->next->prev = s;
+    h->partial[c] = s;
+}
+
+static void partial_remove(heap_t *h, span_t *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        h->partial[s->sizeclass] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+}
+
+static void slab_release(span_t *s)
+{
+    td_pageheap_free(s, false);
+}
+
+/* s has no object out. Keeps it as current or spare, or gives it back. */
+static void slab_emptied(heap_t *h, span_t *s)
+{
+    TIDE_ASSERT(s->used == 0);
+    if (s->state == TD_SLAB_CUR)
+        return;
+    if (s->state == TD_SLAB_PARTIAL)
+        partial_remove(h, s);
+    unsigned c = s->sizeclass;
+    if (h->spare[c] == NULL && td_class_npages[c] <= 2 * TD_SLAB_MIN_PAGES) {
+        s->state = TD_SLAB_SPARE;
+        h->spare[c] = s;
+        return;
+    }
+    slab_release(s);
+}
+
+/* A slab that was FULL got objects back: it joins the partial list. */
+static void slab_unfull(heap_t *h, span_t *s)
+{
+    s->used &= ~TD_SLAB_FULL_BIT;
+    partial_push(h, s);
+}
+
+void td_heap_free_local_slow(heap_t *h, span_t *s)
+{
+    if (s->used & TD_SLAB_FULL_BIT)
+        slab_unfull(h, s);
+    if (s->used == 0)
+        slab_emptied(h, s);
+}
+
+/* Takes the notify stack: merges each listed slab's remote frees. */
+static void heap_collect(heap_t *h)
+{
+    if (__atomic_load_n(&h->notify, __ATOMIC_RELAXED) == NULL)
+        return;
+    span_t *list = __atomic_exchange_n(&h->notify, NULL, __ATOMIC_ACQUIRE);
+    while (list != NULL) {
+        span_t *s = list;
+        /* Read the link before collecting: once s->remote is empty another
+           thread may push s onto the notify stack again, rewriting it. */
+        list = s->notify_next;
+        s->used -= td_slab_collect(s);
+        if (s->used & TD_SLAB_FULL_BIT)
+            slab_unfull(h, s);
+        if (s->used == 0)
+            slab_emptied(h, s);
+    }
+}
+
+void td_heap_notify(heap_t *h, span_t *s);
+void td_heap_notify(heap_t *h, span_t *s)
+{
+    span_t *old = __atomic_load_n(&h->notify, __ATOMIC_RELAXED);
+    do {
+        s->notify_next = old;
+    } while (!__atomic_compare_exchange_n(&h->notify, &old, s, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+static span_t *slab_new(heap_t *h, unsigned c)
+{
+    span_t *s = td_pageheap_alloc(td_class_npages[c], 1, TD_SPAN_SLAB);
+    if (s == NULL)
+        return NULL;
+    td_slab_init(s, c, h);
+    return s;
+}
+
+/* cur[c] is exhausted: refill it. Returns an object or NULL (no memory). */
+static void *heap_refill(heap_t *h, unsigned c)
+{
+    span_t *s = h->cur[c];
+    if (s != &td_span_empty && td_slab_extend(s))
+        return td_slab_pop(s);
+    heap_collect(h);
+    s = h->cur[c];
+    if (s->free != NULL)
+        return td_slab_pop(s);
+    if (s != &td_span_empty) {
+        /* Every object is out (or on its way back as a remote free). */
+        s->state = TD_SLAB_FULL;
+        s->used |= TD_SLAB_FULL_BIT;
+    }
+    s = h->partial[c];
+    if (s != NULL) {
+        partial_remove(h, s);
+    } else if ((s = h->spare[c]) != NULL) {
+        h->spare[c] = NULL;
+    } else if ((s = slab_new(h, c)) == NULL) {
+        h->cur[c] = &td_span_empty;
+        return NULL;
+    }
+    s->state = TD_SLAB_CUR;
+    h->cur[c] = s;
+    if (s->free == NULL)
+        td_slab_extend(s);
+    return td_slab_pop(s);
+}
+
+/* ---- attach / detach ------------------------------------------------ */
+
+static void heap_thread_exit(void *arg);
+
+static void heap_init_fresh(heap_t *h)
+{
+    for (unsigned c = 0; c < TD_NCLASSES; c++)
+        h->cur[c] = &td_span_empty;
+}
+
+/* Returns empty cur and spare slabs to the page heap. Owner only. */
+static void heap_shed(heap_t *h)
+{
+    heap_collect(h);
+    for (unsigned c = 0; c < TD_NCLASSES; c++) {
+        span_t *s = h->spare[c];
+        if (s != NULL) {
+            h->spare[c] = NULL;
+            slab_release(s);
+        }
+        s = h->cur[c];
+        if (s != &td_span_empty && s->used == 0) {
+            h->cur[c] = &td_span_empty;
+            slab_release(s);
+        }
+    }
+}
+
+static void register_thread(heap_t *h)
+{
+    int st = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE);
+    if (st == 0) {
+        int z = 0;
+        if (__atomic_compare_exchange_n(&key_state, &z, 1, false,
+                                        __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            /* Neither call allocates in glibc; both run after init, with no
+               lock held, so a malloc they might make would still work. */
+            pthread_key_create(&heap_key, heap_thread_exit);
+            pthread_atfork(fork_prepare, fork_parent, fork_child);
+            __atomic_store_n(&key_state, 2, __ATOMIC_RELEASE);
+            st = 2;
+        }
+    }
+    /* A thread racing the creator skips registration: its heap then stays
+       attached after exit (not lost for the process, just not pooled). */
+    if (st == 2)
+        pthread_setspecific(heap_key, h);
+}
+
+static heap_t *heap_attach(void)
+{
+    td_global_init();
+    td_lock(&pool_lock);
+    heap_t *h = heap_pool;
+    if (h != NULL) {
+        heap_pool = h->pool_next;
+        h->pool_next = NULL;
+        pool_count--;
+    }
+    td_unlock(&pool_lock);
+    if (h == NULL) {
+        h = td_meta_alloc(sizeof *h);
+        if (h == NULL)
+            return NULL;
+        heap_init_fresh(h);
+        td_lock(&pool_lock);
+        h->all_next = heap_all;
+        heap_all = h;
+        heap_count++;
+        td_unlock(&pool_lock);
+    }
+    td_tls_heap = h;
+    register_thread(h);
+    return h;
+}
+
+static void heap_thread_exit(void *arg)
+{
+    heap_t *h = arg;
+    if (td_tls_heap != h)
+        return;
+    heap_shed(h);
+    /* Later frees from this thread (other TLS destructors) become remote
+       frees; a later malloc attaches a heap again. */
+    td_tls_heap = &td_heap_empty;
+    td_lock(&pool_lock);
+    h->pool_next = heap_pool;
+    heap_pool = h;
+    pool_count++;
+    td_unlock(&pool_lock);
+}
+
+void td_heap_trim_local(void)
+{
+    heap_t *h = td_tls_heap;
+    if (h != &td_heap_empty)
+        heap_shed(h);
+}
+
+/* ---- fork ----------------------------------------------------------- */
+/* Locks in rank order; the child resets them. Heaps of threads that do not
+   exist in the child stay attached to nobody and are not reused: one of
+   them may have been mid-update when fork copied it. */
+
+static void fork_prepare(void)
+{
+    td_lock(&init_lock);
+    td_lock(&pool_lock);
+    td_pageheap_fork_prepare();
+    td_pagemap_fork_prepare();
+}
+
+static void fork_parent(void)
+{
+    td_pagemap_fork_parent();
+    td_pageheap_fork_parent();
+    td_unlock(&pool_lock);
+    td_unlock(&init_lock);
+}
+
+static void fork_child(void)
+{
+    td_pagemap_fork_child();
+    td_pageheap_fork_child();
+    td_lock_reset(&pool_lock);
+    td_lock_reset(&init_lock);
+}
+
+/* ---- large and huge ------------------------------------------------- */
+
+static void *large_alloc(size_t n, size_t align, bool zero)
+{
+    if (n >= TD_HUGE_MIN || align > TD_HUGE_MIN) {
+        span_t *s = td_pageheap_alloc_huge(n, align);
+        return s ? (void *)s->start : NULL;   /* fresh mapping: zero */
+    }
+    size_t np = td_align_up(n ? n : 1, TD_PAGE) >> TD_PAGE_SHIFT;
+    size_t ap = align > TD_PAGE ? align >> TD_PAGE_SHIFT : 1;
+    span_t *s = td_pageheap_alloc(np, ap, TD_SPAN_LARGE);
+    if (s == NULL)
+        return NULL;
+    s->bytes = np << TD_PAGE_SHIFT;
+    if (zero && s->ndirty != 0)
+        memset((void *)s->start, 0, s->bytes);
+    return (void *)s->start;
+}
+
+static void large_free(span_t *s)
+{
+    /* Given back at once for now; the release engine will age it. */
+    td_os_unback((void *)s->start, s->npages << TD_PAGE_SHIFT);
+    td_pageheap_free(s, true);
+}
+
+/* ---- slow paths ----------------------------------------------------- */
+
+static void *fail_nomem(void)
+{
+    errno = ENOMEM;
+    return NULL;
+}
+
+void *td_heap_malloc_slow(size_t n)
+{
+    heap_t *h = td_tls_heap;
+    if (TIDE_UNLIKELY(h == &td_heap_empty)) {
+        h = heap_attach();
+        if (h == NULL)
+            return fail_nomem();
+    }
+    if (n > TD_SMALL_MAX) {
+        if (n > PTRDIFF_MAX)
+            return fail_nomem();
+        void *p = large_alloc(n, TD_PAGE, false);
+        return p ? p : fail_nomem();
+    }
+    unsigned c = td_sizeclass_of(n);
+    void *p = td_slab_pop(h->cur[c]);
+    if (p == NULL)
+        p = heap_refill(h, c);
+    return p ? p : fail_nomem();
+}
+
+static void *malloc_class(unsigned c)
+{
+    heap_t *h = td_tls_heap;
+    void *p = td_slab_pop(h->cur[c]);
+    if (TIDE_LIKELY(p != NULL))
+        return p;
+    if (h == &td_heap_empty && (h = heap_attach()) == NULL)
+        return fail_nomem();
+    p = td_slab_pop(h->cur[c]);
+    if (p == NULL)
+        p = heap_refill(h, c);
+    return p ? p : fail_nomem();
+}
+
+void td_heap_bad_free(void *p, span_t *s, const char *who)
+{
+    if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_is_object(s, p) &&
+        td_slab_marked_free(p))
+        td_fatal("%s: double free of %p", who, p);
+    if (s != NULL && s->kind == TD_SPAN_FREE && s->start == (uintptr_t)p)
+        td_fatal("%s: double free of %p", who, p);
+    if (s != NULL && s->kind != TD_SPAN_FREE)
+        td_fatal("%s: invalid pointer %p: not the start of a block", who, p);
+    td_fatal("%s: invalid pointer %p: not allocated by tidemalloc (or already freed)", who, p);
+}
+
+void td_heap_free_slow(void *p, span_t *s, const char *who)
+{
+    if (p == NULL)
+        return;
+    if (TIDE_UNLIKELY(s == NULL))
+        td_heap_bad_free(p, s, who);
+    switch (s->kind) {
+    case TD_SPAN_SLAB:
+        /* Owned by another heap (or by a pooled one): a remote free. */
+        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
+            td_heap_bad_free(p, s, who);
+        if (td_slab_push_remote(s, p))
+            td_heap_notify(s->heap, s);
+        return;
+    case TD_SPAN_LARGE:
+        if (TIDE_UNLIKELY(s->start != (uintptr_t)p))
+            td_heap_bad_free(p, s, who);
+        large_free(s);
+        return;
+    case TD_SPAN_HUGE:
+        if (TIDE_UNLIKELY(s->start != (uintptr_t)p))
+            td_heap_bad_free(p, s, who);
+        td_pageheap_free_huge(s);
+        return;
+    default:
+        td_heap_bad_free(p, s, who);
+    }
+}
+
+size_t td_heap_usable_size(const void *p, const char *who)
+{
+    span_t *s = td_pagemap_get(p);
+    if (s != NULL) {
+        if (s->kind == TD_SPAN_SLAB && td_slab_is_object(s, p))
+            return s->obj_size;
+        if (s->kind == TD_SPAN_LARGE && s->start == (uintptr_t)p)
+            return s->npages << TD_PAGE_SHIFT;
+        if (s->kind == TD_SPAN_HUGE && s->start == (uintptr_t)p)
+            return s->bytes;
+    }
+    td_heap_bad_free((void *)p, s, who);
+}
+
+void *td_heap_calloc(size_t n)
+{
+    if (n <= TD_SMALL_MAX) {
+        void *p = td_heap_malloc(n);
+        if (p != NULL)
+            memset(p, 0, n);
+        return p;
+    }
+    if (TIDE_UNLIKELY(td_tls_heap == &td_heap_empty))
+        td_global_init();
+    if (n > PTRDIFF_MAX)
+        return fail_nomem();
+    void *p = large_alloc(n, TD_PAGE, true);
+    return p ? p : fail_nomem();
+}
+
+void *td_heap_malloc_aligned(size_t align, size_t n)
+{
+    if (align <= 16)
+        return td_heap_malloc(n);
+    if (n > PTRDIFF_MAX || align > ((size_t)1 << (TD_VA_BITS - 2)))
+        return fail_nomem();
+    if (align <= TD_PAGE) {
+        unsigned c = td_sizeclass_aligned(n, align);
+        if (c < TD_NCLASSES) {
+            if (TIDE_UNLIKELY(td_tls_heap == &td_heap_empty))
+                td_global_init();   /* class tables before the lookup */
+            c = td_sizeclass_aligned(n, align);
+            return malloc_class(c);
+        }
+    }
+    td_global_init();
+    void *p = large_alloc(n, align, false);
+    return p ? p : fail_nomem();
+}
+
+static void *realloc_move(void *p, size_t old, size_t n, const char *who)
+{
+    void *q = td_heap_malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    td_heap_free(p, who);
+    return q;
+}
+
+void *td_heap_realloc(void *p, size_t n)
+{
+    static const char who[] = "realloc()";
+    if (p == NULL)
+        return td_heap_malloc(n);
+    if (n == 0) {   /* glibc: frees and returns NULL */
+        td_heap_free(p, who);
+        return NULL;
+    }
+    span_t *s = td_pagemap_get(p);
+    if (TIDE_UNLIKELY(s == NULL))
+        td_heap_bad_free(p, s, who);
+    if (n > PTRDIFF_MAX)
+        return fail_nomem();
+    switch (s->kind) {
+    case TD_SPAN_SLAB: {
+        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
+            td_heap_bad_free(p, s, who);
+        size_t old = s->obj_size;
+        /* Stay while it fits and would not fit a class half the size. */
+        if (n <= old && (n > old / 2 || old <= 32))
+            return p;
+        return realloc_move(p, old, n, who);
+    }
+    case TD_SPAN_LARGE: {
+        if (TIDE_UNLIKELY(s->start != (uintptr_t)p))
+            td_heap_bad_free(p, s, who);
+        size_t old = s->npages << TD_PAGE_SHIFT;
+        if (n > TD_SMALL_MAX && n < TD_HUGE_MIN) {
+            size_t np = td_align_up(n, TD_PAGE) >> TD_PAGE_SHIFT;
+            if (np <= s->npages && np * 2 > s->npages)
+                return p;    /* shrinking a little: keep the pages */
+            if (td_pageheap_resize(s, np)) {
+                s->bytes = np << TD_PAGE_SHIFT;
+                return p;
+            }
+        }
+        return realloc_move(p, old, n, who);
+    }
+    case TD_SPAN_HUGE: {
+        if (TIDE_UNLIKELY(s->start != (uintptr_t)p))
+            td_heap_bad_free(p, s, who);
+        if (n >= TD_HUGE_MIN / 2 && td_pageheap_remap_huge(s, n))
+            return (void *)s->start;   /* mremap: no copy */
+        return realloc_move(p, s->bytes, n, who);
+    }
+    default:
+        td_heap_bad_free(p, s, who);
+    }
+}
+
+/* ---- statistics and checks ------------------------------------------ */
+
+static void stats_span(span_t *s, void *arg)
+{
+    td_heap_stats_t *st = arg;
+    if (s->kind == TD_SPAN_SLAB) {
+        /* Racy read of an owner-written count: a snapshot, not a sum. */
+        uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED) & ~TD_SLAB_FULL_BIT;
+        size_t bytes = s->npages << TD_PAGE_SHIFT;
+        size_t inuse = (size_t)used * s->obj_size;
+        if (inuse > bytes)
+            inuse = bytes;
+        st->slab_used_bytes += inuse;
+        st->slab_free_bytes += bytes - inuse;
+        st->nslabs++;
+    } else if (s->kind == TD_SPAN_LARGE) {
+        st->large_bytes += s->npages << TD_PAGE_SHIFT;
+        st->nlarge++;
+    }
+}
+
+void td_heap_stats(td_heap_stats_t *st)
+{
+    memset(st, 0, sizeof *st);
+    if (!__atomic_load_n(&init_done, __ATOMIC_ACQUIRE))
+        return;
+    td_pageheap_walk(stats_span, st);
+    td_lock(&pool_lock);
+    st->heaps = heap_count;
+    st->pooled_heaps = pool_count;
+    td_unlock(&pool_lock);
+}
+
+void td_heap_validate(void)
+{
+    heap_t *h = td_tls_heap;
+    if (h == &td_heap_empty)
+        return;
+    for (unsigned c = 0; c < TD_NCLASSES; c++) {
+        span_t *s = h->cur[c];
+        if (s != &td_span_empty) {
+            TIDE_CHECK(s->state == TD_SLAB_CUR && s->sizeclass == c && s->heap == h);
+            TIDE_CHECK(!(s->used & TD_SLAB_FULL_BIT));
+        }
+        for (span_t *p = h->partial[c]; p; p = p->next) {
+            TIDE_CHECK(p->state == TD_SLAB_PARTIAL && p->sizeclass == c && p->heap == h);
+            TIDE_CHECK(p->used > 0 && !(p->used & TD_SLAB_FULL_BIT) && "partial slab empty or full");
+        }
+        if (h->spare[c])
+            TIDE_CHECK(h->spare[c]->used == 0 && h->spare[c]->state == TD_SLAB_SPARE);
+    }
+}

@@ -1,0 +1,100 @@
+/*
+ * heap.h — per-thread heaps and the malloc/free fast paths.
+ *
+ * Owns heap_t: for each size class the current slab (`cur`), a list of
+ * partly free slabs, and one spare empty slab; and the notify stack through
+ * which other threads tell this heap which of its slabs got remote frees.
+ * Also owns LARGE blocks (page runs, > TD_SMALL_MAX) and HUGE blocks (own
+ * mapping, >= TD_HUGE_MIN), and the process-wide init.
+ *
+ * Threads: td_tls_heap (initial-exec TLS) points at the thread's heap, or
+ * at the static td_heap_empty whose every `cur` is an empty slab: the fast
+ * path fails on it and the slow path attaches a heap, so a new thread needs
+ * no check of its own. A heap outlives its thread: at thread exit it goes
+ * to a pool and the next new thread adopts it, slabs and all, so memory of
+ * exited threads is reused. A slab's heap never changes; frees from any
+ * thread other than the attached one are remote frees.
+ *
+ * Locks: pool_lock (rank 1, heap registry and pool), then the page heap's
+ * (rank 2), then the meta lock (rank 3). The fast paths take none and use
+ * no atomic read-modify-write.
+ */
+#ifndef TIDE_HEAP_H
+#define TIDE_HEAP_H
+
+#include "pageheap.h"
+#include "slab.h"
+
+#define TD_HUGE_MIN ((size_t)4 << 20)   /* tunable: blocks this big get their own mapping */
+
+typedef struct heap_s {
+    span_t *cur[TD_NCLASSES];       /* owner: current slab, &td_span_empty if none */
+    span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
+    span_t *spare[TD_NCLASSES];     /* owner: one empty slab kept per class */
+    span_t *_Atomic notify;         /* any thread pushes, owner takes all */
+    struct heap_s *all_next;        /* pool_lock: registry of every heap */
+    struct heap_s *pool_next;       /* pool_lock: free-heap pool */
+} heap_t;
+
+extern __thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec")));
+extern heap_t td_heap_empty;
+extern span_t td_span_empty;
+
+void *td_heap_malloc_slow(size_t n) TIDE_NOINLINE;
+void td_heap_free_slow(void *p, span_t *s, const char *who) TIDE_NOINLINE;
+void td_heap_free_local_slow(heap_t *h, span_t *s) TIDE_NOINLINE;
+void td_heap_bad_free(void *p, span_t *s, const char *who) __attribute__((noreturn)) TIDE_COLD;
+
+static inline void *td_heap_malloc(size_t n)
+{
+    if (TIDE_LIKELY(n <= TD_SMALL_MAX)) {
+        heap_t *h = td_tls_heap;
+        void *p = td_slab_pop(h->cur[td_sizeclass_of(n)]);
+        if (TIDE_LIKELY(p != NULL))
+            return p;
+    }
+    return td_heap_malloc_slow(n);
+}
+
+static inline void td_heap_free(void *p, const char *who)
+{
+    span_t *s = td_pagemap_get(p);
+    heap_t *h = td_tls_heap;
+    /* Only slabs have a heap, and no slab has td_heap_empty: one compare
+       screens NULL, foreign, LARGE, HUGE and remote frees. */
+    if (TIDE_LIKELY(s != NULL && s->heap == h)) {
+        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
+            td_heap_bad_free(p, s, who);
+        ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
+        *(void **)p = s->free;
+        s->free = p;
+        /* Signed: also negative while the slab is FULL (bit 31). */
+        if (TIDE_UNLIKELY((int32_t)--s->used <= 0))
+            td_heap_free_local_slow(h, s);
+        return;
+    }
+    td_heap_free_slow(p, s, who);
+}
+
+void td_global_init(void);
+void *td_heap_calloc(size_t n);
+void *td_heap_realloc(void *p, size_t n);
+void *td_heap_malloc_aligned(size_t align, size_t n);
+/* Writable bytes of p; reports and aborts if p is not a live block. */
+size_t td_heap_usable_size(const void *p, const char *who);
+/* Collects the calling thread's remote frees and returns its spare slabs
+   and empty current slabs to the page heap. */
+void td_heap_trim_local(void);
+
+typedef struct {
+    size_t slab_used_bytes;   /* bytes in objects handed out */
+    size_t slab_free_bytes;   /* bytes in slabs not handed out */
+    size_t large_bytes;       /* bytes in LARGE blocks */
+    size_t nslabs, nlarge;
+    size_t heaps, pooled_heaps;
+} td_heap_stats_t;
+void td_heap_stats(td_heap_stats_t *st);
+
+void td_heap_validate(void);
+
+#endif

@@ -1,0 +1,324 @@
+/*
+ * os.c — system calls and machine facts (see os.h for the contract).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "os.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/auxv.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static size_t os_page = 4096;
+static size_t os_hugepage = 0;
+static unsigned os_ncpu = 1;
+static uint64_t os_random_key;
+
+/* Reads a small decimal file with open/read: no stdio, which allocates. */
+static uint64_t read_number(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    char buf[32];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    uint64_t v = 0;
+    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+        v = v * 10 + (uint64_t)(buf[i] - '0');
+    return v;
+}
+
+void td_os_init(void)
+{
+    long pg = (long)getauxval(AT_PAGESZ);
+    if (pg <= 0)
+        pg = sysconf(_SC_PAGESIZE);
+    if (pg > 0)
+        os_page = (size_t)pg;
+    os_hugepage = (size_t)read_number("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        os_ncpu = (unsigned)CPU_COUNT(&set);
+
+    /* AT_RANDOM: 16 bytes the kernel gave this process; no syscall needed.
+       Mixed with the clock and an address so that a missing auxv entry
+       still gives a per-process key. */
+    uint64_t k = 0x9e3779b97f4a7c15ull ^ td_os_now_ns() ^ (uint64_t)(uintptr_t)&k;
+    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+    if (r != NULL) {
+        uint64_t a, b;
+        memcpy(&a, r, 8);
+        memcpy(&b, r + 8, 8);
+        k ^= a * 0xff51afd7ed558ccdull ^ b;
+    }
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 29;
+    os_random_key = k | 1;
+}
+
+size_t td_os_page_size(void) { return os_page; }
+size_t td_os_hugepage_size(void) { return os_hugepage; }
+unsigned td_os_ncpu(void) { return os_ncpu; }
+uint64_t td_os_random(void) { return os_random_key; }
+
+uint64_t td_os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* mmap keeps errno unchanged on success; on failure we restore it, since
+   malloc reports ENOMEM itself and must not leak other errno values. */
+void *td_os_map(size_t bytes, size_t align)
+{
+    int saved = errno;
+    if (align < os_page)
+        align = os_page;
+    size_t total = bytes + (align > os_page ? align - os_page : 0);
+    if (total < bytes) {
+        errno = saved;
+        return NULL;
+    }
+    void *p = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+        errno = saved;
+        return NULL;
+    }
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t aligned = (a + align - 1) & ~(uintptr_t)(align - 1);
+    if (aligned > a)
+        munmap(p, aligned - a);
+    size_t tail = (a + total) - (aligned + bytes);
+    if (tail > 0)
+        munmap((void *)(aligned + bytes), tail);
+    errno = saved;
+    return (void *)aligned;
+}
+
+void td_os_unmap(void *p, size_t bytes)
+{
+    int saved = errno;
+    munmap(p, bytes);
+    errno = saved;
+}
+
+void td_os_unback(void *p, size_t bytes)
+{
+    uintptr_t a = ((uintptr_t)p + os_page - 1) & ~(uintptr_t)(os_page - 1);
+    uintptr_t e = ((uintptr_t)p + bytes) & ~(uintptr_t)(os_page - 1);
+    if (e <= a)
+        return;
+    int saved = errno;
+    madvise((void *)a, e - a, MADV_DONTNEED);
+    errno = saved;
+}
+
+void td_os_advise_huge(void *p, size_t bytes)
+{
+    int saved = errno;
+    madvise(p, bytes, MADV_HUGEPAGE);
+    errno = saved;
+}
+
+void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes)
+{
+    int saved = errno;
+    void *q = mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE);
+    errno = saved;
+    return q == MAP_FAILED ? NULL : q;
+}
+
+/* ---- lock ------------------------------------------------------------ */
+/* state: 0 free, 1 held, 2 held with (possible) sleepers. */
+
+void td_lock_slow(td_lock_t *l)
+{
+    for (int spin = 0; spin < 100; spin++) {
+        int z = 0;
+        if (__atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0 &&
+            __atomic_compare_exchange_n(&l->state, &z, 1, false,
+                                        __ATOMIC_ACQUIRE, __ATOMIC_RELAXED))
+            return;
+        __builtin_ia32_pause();
+    }
+    while (__atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE) != 0) {
+        int saved = errno;
+        syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+        errno = saved;
+    }
+}
+
+void td_unlock_slow(td_lock_t *l)
+{
+    int saved = errno;
+    syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* ---- messages -------------------------------------------------------- */
+
+static size_t put_num(char *out, uint64_t v, unsigned base)
+{
+    char tmp[24];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v % base];
+        v /= base;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+size_t td_vfmt(char *buf, size_t cap, const char *fmt, va_list ap)
+{
+    size_t len = 0;
+#define PUT(c) do { if (len + 1 < cap) buf[len] = (c); len++; } while (0)
+    for (const char *f = fmt; *f; f++) {
+        if (*f != '%') {
+            PUT(*f);
+            continue;
+        }
+        f++;
+        bool left = false;
+        if (*f == '-') {
+            left = true;
+            f++;
+        }
+        size_t width = 0;
+        while (*f >= '0' && *f <= '9')
+            width = width * 10 + (size_t)(*f++ - '0');
+        int lng = 0;
+        while (*f == 'l' || *f == 'z') {
+            lng = 1;
+            f++;
+        }
+        char tmp[32];
+        const char *s = tmp;
+        size_t n = 0;
+        switch (*f) {
+        case 's':
+            s = va_arg(ap, const char *);
+            if (s == NULL)
+                s = "(null)";
+            n = strlen(s);
+            break;
+        case 'c':
+            tmp[0] = (char)va_arg(ap, int);
+            n = 1;
+            break;
+        case 'd': {
+            int64_t v = lng ? va_arg(ap, int64_t) : va_arg(ap, int);
+            if (v < 0) {
+                tmp[n++] = '-';
+                n += put_num(tmp + n, (uint64_t)0 - (uint64_t)v, 10);
+            } else {
+                n = put_num(tmp, (uint64_t)v, 10);
+            }
+            break;
+        }
+        case 'u':
+            n = put_num(tmp, lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned), 10);
+            break;
+        case 'x':
+            n = put_num(tmp, lng ? va_arg(ap, uint64_t) : va_arg(ap, unsigned), 16);
+            break;
+        case 'p':
+            tmp[0] = '0';
+            tmp[1] = 'x';
+            n = 2 + put_num(tmp + 2, (uint64_t)(uintptr_t)va_arg(ap, void *), 16);
+            break;
+        case '%':
+            tmp[0] = '%';
+            n = 1;
+            break;
+        default:
+            tmp[0] = '?';
+            n = 1;
+            if (*f == 0)
+                f--;
+            break;
+        }
+        size_t pad = width > n ? width - n : 0;
+        if (!left)
+            while (pad--) PUT(' ');
+        for (size_t i = 0; i < n; i++)
+            PUT(s[i]);
+        if (left)
+            while (pad--) PUT(' ');
+    }
+    if (cap > 0)
+        buf[len < cap ? len : cap - 1] = 0;
+#undef PUT
+    return len < cap ? len : (cap ? cap - 1 : 0);
+}
+
+size_t td_fmt(char *buf, size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t n = td_vfmt(buf, cap, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
+void td_os_write(int fd, const char *s, size_t n)
+{
+    int saved = errno;
+    while (n > 0) {
+        ssize_t w = write(fd, s, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break;
+        s += w;
+        n -= (size_t)w;
+    }
+    errno = saved;
+}
+
+static void vline(const char *fmt, va_list ap)
+{
+    char buf[512];
+    size_t n = td_fmt(buf, sizeof buf, "tidemalloc: ");
+    n += td_vfmt(buf + n, sizeof buf - n - 1, fmt, ap);
+    buf[n++] = '\n';
+    td_os_write(2, buf, n);
+}
+
+void td_warn(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(fmt, ap);
+    va_end(ap);
+}
+
+void td_fatal(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vline(fmt, ap);
+    va_end(ap);
+    abort();
+}
+
+void td_panic(const char *file, int line, const char *cond)
+{
+    td_fatal("internal check failed at %s:%d: %s", file, line, cond);
+}

@@ -1,0 +1,68 @@
+/*
+ * os.h — the only layer that makes system calls.
+ *
+ * Owns: address-space mapping, backing and unbacking of pages, machine facts
+ * (kernel page size, transparent hugepage size, CPU count), a monotonic
+ * clock, a futex-based lock, the process's random key, and message output
+ * through a formatter that never allocates.
+ *
+ * Contract with the layers above:
+ *  - td_os_map returns zeroed, read-write memory aligned as asked, or NULL;
+ *  - td_os_unback makes the pages read as zero and leave RSS (MADV_DONTNEED),
+ *    rounding inward to kernel pages;
+ *  - no function here calls malloc; td_os_init may run before main, inside
+ *    the first malloc of the process.
+ * Callers never hold a td_lock_t across td_os_map/unmap/unback/remap.
+ */
+#ifndef TIDE_OS_H
+#define TIDE_OS_H
+
+#include <stdarg.h>
+#include "internal.h"
+
+void td_os_init(void);
+void *td_os_map(size_t bytes, size_t align);
+void td_os_unmap(void *p, size_t bytes);
+void td_os_unback(void *p, size_t bytes);
+void td_os_advise_huge(void *p, size_t bytes);
+/* Requires: p, old_bytes from td_os_map. Returns the new address or NULL
+   (the old mapping is then intact). */
+void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes);
+
+size_t td_os_page_size(void);      /* kernel page, read at init */
+size_t td_os_hugepage_size(void);  /* THP PMD size, 0 if unknown */
+unsigned td_os_ncpu(void);
+uint64_t td_os_now_ns(void);       /* CLOCK_MONOTONIC */
+uint64_t td_os_random(void);       /* from the kernel's AT_RANDOM bytes */
+
+/* Lock: one word, uncontended acquire is one CAS; a contended waiter
+   sleeps on a futex. Zero-initialised is unlocked. */
+typedef struct { _Atomic int state; } td_lock_t;
+void td_lock_slow(td_lock_t *l);
+void td_unlock_slow(td_lock_t *l);
+static inline void td_lock(td_lock_t *l)
+{
+    int z = 0;
+    if (TIDE_UNLIKELY(!__atomic_compare_exchange_n(&l->state, &z, 1, false,
+                                                   __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
+        td_lock_slow(l);
+}
+static inline void td_unlock(td_lock_t *l)
+{
+    if (TIDE_UNLIKELY(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) != 1))
+        td_unlock_slow(l);
+}
+static inline void td_lock_reset(td_lock_t *l) { __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED); }
+
+/* Formatter: %s %c %d %u %ld %lu %zu %zd %x %lx %zx %p %%, width digits and
+   '-' flag; writes at most cap-1 bytes and a NUL; returns the length. */
+size_t td_vfmt(char *buf, size_t cap, const char *fmt, va_list ap);
+size_t td_fmt(char *buf, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void td_os_write(int fd, const char *s, size_t n);
+/* One line to stderr, prefixed "tidemalloc: ", then abort(). */
+void td_fatal(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2))) TIDE_COLD;
+/* One line to stderr, prefixed "tidemalloc: ". */
+void td_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2))) TIDE_COLD;
+
+#endif

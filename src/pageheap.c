@@ -1,0 +1,523 @@
+/*
+ * pageheap.c — TLSF over page runs (see pageheap.h).
+ */
+#include "pageheap.h"
+
+#include <string.h>
+
+#define SL_BITS  3
+#define SL_COUNT (1u << SL_BITS)
+#define FL_COUNT 48
+
+typedef struct chunk_s {
+    uintptr_t start;
+    size_t npages;
+    struct chunk_s *next;
+} chunk_t;
+
+static struct {
+    td_lock_t lock;
+    uint64_t fl_bitmap;                 /* bit f: some sl bin of f non-empty */
+    uint32_t sl_bitmap[FL_COUNT];       /* bit s: bins[f][s] non-empty */
+    span_t *bins[FL_COUNT][SL_COUNT];
+    span_t *dirty;                      /* FREE runs with ndirty > 0 */
+    chunk_t *chunks;
+    uint32_t nchunks;
+    size_t mapped_pages, free_pages, free_dirty_pages, slab_pages, large_pages;
+    size_t huge_bytes, huge_count, released_bytes;
+} ph;
+
+static inline unsigned log2_floor(size_t n) { return 63u - (unsigned)__builtin_clzll(n); }
+
+/* Bin of a run of n pages: below SL_COUNT pages one bin per length. */
+static void mapping(size_t n, unsigned *fl, unsigned *sl)
+{
+    if (n < SL_COUNT) {
+        *fl = 0;
+        *sl = (unsigned)n;
+        return;
+    }
+    unsigned l = log2_floor(n);
+    *fl = l - SL_BITS + 1;
+    *sl = (unsigned)(n >> (l - SL_BITS)) & (SL_COUNT - 1);
+}
+
+/* Smallest bin whose every run holds n pages ("good fit": O(1)). */
+static bool mapping_search(size_t n, unsigned *fl, unsigned *sl)
+{
+    if (n >= SL_COUNT)
+        n += ((size_t)1 << (log2_floor(n) - SL_BITS)) - 1;
+    mapping(n, fl, sl);
+    return *fl < FL_COUNT;
+}
+
+static void dirty_insert(span_t *s)
+{
+    s->dprev = NULL;
+    s->dnext = ph.dirty;
+    if (ph.dirty)
+        ph.dirty->dprev = s;
+    ph.dirty = s;
+    ph.free_dirty_pages += s->ndirty;
+}
+
+static void dirty_remove(span_t *s)
+{
+    if (s->dprev)
+        s->dprev->dnext = s->dnext;
+    else
+        ph.dirty = s->dnext;
+    if (s->dnext)
+        s->dnext->dprev = s->dprev;
+    s->dprev = s->dnext = NULL;
+    ph.free_dirty_pages -= s->ndirty;
+}
+
+static void bin_insert(span_t *s)
+{
+    unsigned fl, sl;
+    mapping(s->npages, &fl, &sl);
+    TIDE_CHECK(fl < FL_COUNT);
+    s->kind = TD_SPAN_FREE;
+    s->prev = NULL;
+    s->next = ph.bins[fl][sl];
+    if (s->next)
+        s->next->prev = s;
+    ph.bins[fl][sl] = s;
+    ph.sl_bitmap[fl] |= 1u << sl;
+    ph.fl_bitmap |= 1ull << fl;
+    ph.free_pages += s->npages;
+    if (s->ndirty)
+        dirty_insert(s);
+}
+
+static void bin_remove(span_t *s)
+{
+    unsigned fl, sl;
+    mapping(s->npages, &fl, &sl);
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        ph.bins[fl][sl] = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    if (ph.bins[fl][sl] == NULL) {
+        ph.sl_bitmap[fl] &= ~(1u << sl);
+        if (ph.sl_bitmap[fl] == 0)
+            ph.fl_bitmap &= ~(1ull << fl);
+    }
+    s->prev = s->next = NULL;
+    ph.free_pages -= s->npages;
+    if (s->ndirty)
+        dirty_remove(s);
+}
+
+static span_t *bin_find(size_t n)
+{
+    unsigned fl, sl;
+    if (!mapping_search(n, &fl, &sl))
+        return NULL;
+    uint32_t sm = ph.sl_bitmap[fl] & (~0u << sl);
+    if (sm == 0) {
+        uint64_t fm = (fl + 1 < 64) ? ph.fl_bitmap & (~0ull << (fl + 1)) : 0;
+        if (fm == 0)
+            return NULL;
+        fl = (unsigned)__builtin_ctzll(fm);
+        sm = ph.sl_bitmap[fl];
+    }
+    sl = (unsigned)__builtin_ctz(sm);
+    span_t *s = ph.bins[fl][sl];
+    TIDE_ASSERT(s != NULL && s->npages >= n);
+    return s;
+}
+
+static inline uintptr_t last_page(const span_t *s)
+{
+    return s->start + ((s->npages - 1) << TD_PAGE_SHIFT);
+}
+
+static void mark_ends(span_t *s)
+{
+    td_pagemap_set(s->start, s);
+    td_pagemap_set(last_page(s), s);
+}
+
+/* Splits s (out of the bins) after n pages; returns the tail as a new
+   descriptor, not yet binned, or NULL when no descriptor could be had.
+   ndirty stays an upper bound on both sides. */
+static span_t *split(span_t *s, size_t n)
+{
+    TIDE_ASSERT(n > 0 && n < s->npages);
+    span_t *t = td_span_new();
+    if (t == NULL)
+        return NULL;
+    t->start = s->start + (n << TD_PAGE_SHIFT);
+    t->npages = s->npages - n;
+    t->chunk = s->chunk;
+    t->ndirty = s->ndirty < t->npages ? s->ndirty : t->npages;
+    s->ndirty = s->ndirty < n ? s->ndirty : n;
+    s->npages = n;
+    return t;
+}
+
+/* Coalesces the free run s with its free neighbours in the same chunk and
+   bins it. Requires: lock held; s not in the bins; s's old pagemap entries
+   other than its first/last page already cleared. */
+static void free_locked(span_t *s)
+{
+    if (s->start >= TD_PAGE) {
+        span_t *p = td_pagemap_get((void *)(s->start - TD_PAGE));
+        if (p != NULL && p->kind == TD_SPAN_FREE && p->chunk == s->chunk) {
+            TIDE_ASSERT(last_page(p) == s->start - TD_PAGE);
+            bin_remove(p);
+            td_pagemap_set(last_page(p), NULL);
+            td_pagemap_set(s->start, NULL);
+            s->start = p->start;
+            s->npages += p->npages;
+            s->ndirty += p->ndirty;
+            td_span_delete(p);
+        }
+    }
+    span_t *n = td_pagemap_get((void *)(s->start + (s->npages << TD_PAGE_SHIFT)));
+    if (n != NULL && n->kind == TD_SPAN_FREE && n->chunk == s->chunk &&
+        n->start == s->start + (s->npages << TD_PAGE_SHIFT)) {
+        bin_remove(n);
+        td_pagemap_set(last_page(s), NULL);
+        td_pagemap_set(n->start, NULL);
+        s->npages += n->npages;
+        s->ndirty += n->ndirty;
+        td_span_delete(n);
+    }
+    mark_ends(s);
+    bin_insert(s);
+}
+
+void td_pageheap_init(void) {}
+
+/* Maps a new chunk and bins it. Called without the lock. */
+static bool grow(size_t npages)
+{
+    size_t huge = td_os_hugepage_size();
+    size_t align = huge >= TD_PAGE && huge <= ((size_t)64 << 20) ? huge : TD_PAGE;
+    /* Cover the good-fit rounding of bin_find, so the new run is found. */
+    size_t bytes = td_align_up((npages + (npages >> SL_BITS) + 1) << TD_PAGE_SHIFT, align);
+    if (bytes < TD_CHUNK_BYTES)
+        bytes = TD_CHUNK_BYTES;
+    void *mem = td_os_map(bytes, align);
+    if (mem == NULL)
+        return false;
+    span_t *s = td_span_new();
+    chunk_t *c = td_meta_alloc(sizeof *c);
+    if (s == NULL || c == NULL || !td_pagemap_ensure((uintptr_t)mem, bytes)) {
+        td_os_unmap(mem, bytes);
+        if (s)
+            td_span_delete(s);
+        return false;
+    }
+    c->start = (uintptr_t)mem;
+    c->npages = bytes >> TD_PAGE_SHIFT;
+    s->start = c->start;
+    s->npages = c->npages;
+    s->ndirty = 0;   /* fresh mapping: reads as zero */
+    td_lock(&ph.lock);
+    c->next = ph.chunks;
+    ph.chunks = c;
+    s->chunk = ph.nchunks++;
+    ph.mapped_pages += c->npages;
+    mark_ends(s);
+    bin_insert(s);
+    td_unlock(&ph.lock);
+    return true;
+}
+
+span_t *td_pageheap_alloc(size_t npages, size_t align_pages, int kind)
+{
+    TIDE_ASSERT(npages > 0 && td_is_pow2(align_pages));
+    size_t need = npages + align_pages - 1;
+    if (need < npages || need > ((size_t)1 << (TD_VA_BITS - TD_PAGE_SHIFT)))
+        return NULL;
+    td_lock(&ph.lock);
+    span_t *s = bin_find(need);
+    while (s == NULL) {
+        td_unlock(&ph.lock);
+        if (!grow(need))
+            return NULL;
+        td_lock(&ph.lock);
+        s = bin_find(need);
+    }
+    bin_remove(s);
+    td_pagemap_set(s->start, NULL);
+    td_pagemap_set(last_page(s), NULL);
+    uintptr_t amask = (align_pages << TD_PAGE_SHIFT) - 1;
+    size_t front = ((((s->start + amask) & ~amask) - s->start) >> TD_PAGE_SHIFT);
+    if (front > 0) {
+        span_t *t = split(s, front);
+        if (t == NULL)
+            goto fail;
+        mark_ends(s);
+        bin_insert(s);
+        s = t;
+    }
+    if (s->npages > npages) {
+        span_t *t = split(s, npages);
+        if (t == NULL)
+            goto fail;
+        mark_ends(t);
+        bin_insert(t);
+    }
+    s->kind = (uint8_t)kind;
+    mark_ends(s);
+    if (kind == TD_SPAN_SLAB)
+        ph.slab_pages += s->npages;
+    else
+        ph.large_pages += s->npages;
+    td_unlock(&ph.lock);
+    return s;
+fail:
+    mark_ends(s);
+    bin_insert(s);
+    td_unlock(&ph.lock);
+    return NULL;
+}
+
+void td_pageheap_free(span_t *s, bool unbacked)
+{
+    /* Clear the interior entries a slab had (see pagemap.h invariant);
+       nobody else can reach this span any more. */
+    if (s->kind == TD_SPAN_SLAB && s->npages > 2)
+        td_pagemap_set_range(s->start + TD_PAGE, s->npages - 2, NULL);
+    td_lock(&ph.lock);
+    if (s->kind == TD_SPAN_SLAB)
+        ph.slab_pages -= s->npages;
+    else
+        ph.large_pages -= s->npages;
+    if (unbacked)
+        ph.released_bytes += s->npages << TD_PAGE_SHIFT;
+    s->ndirty = unbacked ? 0 : s->npages;
+    s->heap = NULL;
+    s->kind = TD_SPAN_FREE;
+    free_locked(s);
+    td_unlock(&ph.lock);
+}
+
+bool td_pageheap_resize(span_t *s, size_t npages)
+{
+    TIDE_ASSERT(s->kind == TD_SPAN_LARGE && npages > 0);
+    if (npages == s->npages)
+        return true;
+    if (npages < s->npages) {
+        uintptr_t tail = s->start + (npages << TD_PAGE_SHIFT);
+        size_t tail_pages = s->npages - npages;
+        td_os_unback((void *)tail, tail_pages << TD_PAGE_SHIFT);
+        td_lock(&ph.lock);
+        span_t *t = split(s, npages);
+        if (t == NULL) {
+            td_unlock(&ph.lock);
+            return false;   /* pages stay with s, now unbacked: harmless */
+        }
+        td_pagemap_set(last_page(t), NULL);   /* was s's old last page */
+        mark_ends(s);
+        ph.large_pages -= tail_pages;
+        ph.released_bytes += tail_pages << TD_PAGE_SHIFT;
+        t->ndirty = 0;
+        t->kind = TD_SPAN_FREE;
+        free_locked(t);
+        td_unlock(&ph.lock);
+        return true;
+    }
+    size_t extra = npages - s->npages;
+    td_lock(&ph.lock);
+    span_t *n = td_pagemap_get((void *)(s->start + (s->npages << TD_PAGE_SHIFT)));
+    if (n == NULL || n->kind != TD_SPAN_FREE || n->chunk != s->chunk ||
+        n->start != s->start + (s->npages << TD_PAGE_SHIFT) || n->npages < extra) {
+        td_unlock(&ph.lock);
+        return false;
+    }
+    bin_remove(n);
+    td_pagemap_set(n->start, NULL);
+    td_pagemap_set(last_page(n), NULL);
+    if (n->npages > extra) {
+        span_t *t = split(n, extra);
+        if (t == NULL) {
+            mark_ends(n);
+            bin_insert(n);
+            td_unlock(&ph.lock);
+            return false;
+        }
+        mark_ends(t);
+        bin_insert(t);
+    }
+    td_pagemap_set(last_page(s), NULL);
+    s->npages = npages;
+    mark_ends(s);
+    ph.large_pages += extra;
+    td_span_delete(n);
+    td_unlock(&ph.lock);
+    return true;
+}
+
+size_t td_pageheap_release(size_t max_bytes)
+{
+    size_t done = 0;
+    while (done < max_bytes) {
+        td_lock(&ph.lock);
+        span_t *s = ph.dirty;
+        if (s == NULL) {
+            td_unlock(&ph.lock);
+            break;
+        }
+        bin_remove(s);
+        td_pagemap_set(s->start, NULL);
+        td_pagemap_set(last_page(s), NULL);
+        if (s->npages > TD_RELEASE_BATCH_PAGES) {
+            span_t *t = split(s, TD_RELEASE_BATCH_PAGES);
+            if (t != NULL) {
+                mark_ends(t);
+                bin_insert(t);
+            }
+        }
+        /* Out of the bins and marked LARGE while unbacked, so that a
+           neighbour freed meanwhile does not coalesce into it. */
+        s->kind = TD_SPAN_LARGE;
+        mark_ends(s);
+        td_unlock(&ph.lock);
+
+        td_os_unback((void *)s->start, s->npages << TD_PAGE_SHIFT);
+        done += s->npages << TD_PAGE_SHIFT;
+
+        td_lock(&ph.lock);
+        ph.released_bytes += s->npages << TD_PAGE_SHIFT;
+        s->ndirty = 0;
+        s->kind = TD_SPAN_FREE;
+        free_locked(s);
+        td_unlock(&ph.lock);
+    }
+    return done;
+}
+
+span_t *td_pageheap_alloc_huge(size_t bytes, size_t align)
+{
+    size_t len = td_align_up(bytes, TD_PAGE);
+    if (len < bytes)
+        return NULL;
+    void *mem = td_os_map(len, align);
+    if (mem == NULL)
+        return NULL;
+    span_t *s = td_span_new();
+    if (s == NULL || !td_pagemap_ensure((uintptr_t)mem, len)) {
+        td_os_unmap(mem, len);
+        if (s)
+            td_span_delete(s);
+        return NULL;
+    }
+    s->kind = TD_SPAN_HUGE;
+    s->start = (uintptr_t)mem;
+    s->bytes = len;
+    s->npages = len >> TD_PAGE_SHIFT;
+    td_pagemap_set(s->start, s);
+    td_lock(&ph.lock);
+    ph.huge_bytes += len;
+    ph.huge_count++;
+    td_unlock(&ph.lock);
+    return s;
+}
+
+void td_pageheap_free_huge(span_t *s)
+{
+    td_pagemap_set(s->start, NULL);
+    td_lock(&ph.lock);
+    ph.huge_bytes -= s->bytes;
+    ph.huge_count--;
+    ph.released_bytes += s->bytes;
+    td_unlock(&ph.lock);
+    td_os_unmap((void *)s->start, s->bytes);
+    td_span_delete(s);
+}
+
+bool td_pageheap_remap_huge(span_t *s, size_t bytes)
+{
+    size_t len = td_align_up(bytes, TD_PAGE);
+    if (len < bytes)
+        return false;
+    if (len == s->bytes)
+        return true;
+    void *q = td_os_remap((void *)s->start, s->bytes, len);
+    if (q == NULL || !td_pagemap_ensure((uintptr_t)q, len))
+        return false;  /* (if ensure failed the block moved but is still only
+                          reachable through s->start: see below) */
+    td_pagemap_set(s->start, NULL);
+    td_lock(&ph.lock);
+    ph.huge_bytes = ph.huge_bytes - s->bytes + len;
+    td_unlock(&ph.lock);
+    s->start = (uintptr_t)q;
+    s->bytes = len;
+    s->npages = len >> TD_PAGE_SHIFT;
+    td_pagemap_set(s->start, s);
+    return true;
+}
+
+void td_pageheap_stats(td_pageheap_stats_t *st)
+{
+    td_lock(&ph.lock);
+    st->mapped = ph.mapped_pages << TD_PAGE_SHIFT;
+    st->free = ph.free_pages << TD_PAGE_SHIFT;
+    st->free_dirty = ph.free_dirty_pages << TD_PAGE_SHIFT;
+    st->slab = ph.slab_pages << TD_PAGE_SHIFT;
+    st->large = ph.large_pages << TD_PAGE_SHIFT;
+    st->huge = ph.huge_bytes;
+    st->huge_count = ph.huge_count;
+    st->released = ph.released_bytes;
+    td_unlock(&ph.lock);
+}
+
+void td_pageheap_walk(void (*fn)(span_t *s, void *arg), void *arg)
+{
+    td_lock(&ph.lock);
+    for (chunk_t *c = ph.chunks; c != NULL; c = c->next) {
+        uintptr_t end = c->start + (c->npages << TD_PAGE_SHIFT);
+        for (uintptr_t p = c->start; p < end;) {
+            span_t *s = td_pagemap_get((void *)p);
+            TIDE_CHECK(s != NULL && s->start == p && "chunk not tiled by spans");
+            if (s->kind != TD_SPAN_FREE)
+                fn(s, arg);
+            p += s->npages << TD_PAGE_SHIFT;
+        }
+    }
+    td_unlock(&ph.lock);
+}
+
+void td_pageheap_validate(void)
+{
+    td_lock(&ph.lock);
+    size_t free_pages = 0, dirty = 0;
+    for (unsigned f = 0; f < FL_COUNT; f++)
+        for (unsigned l = 0; l < SL_COUNT; l++) {
+            TIDE_CHECK(!!ph.bins[f][l] == !!(ph.sl_bitmap[f] & (1u << l)) && "bitmap out of step");
+            for (span_t *s = ph.bins[f][l]; s; s = s->next) {
+                unsigned ff, ll;
+                mapping(s->npages, &ff, &ll);
+                TIDE_CHECK(ff == f && ll == l && "run in wrong bin");
+                TIDE_CHECK(s->kind == TD_SPAN_FREE);
+                TIDE_CHECK(td_pagemap_get((void *)s->start) == s && "first page not mapped");
+                TIDE_CHECK(td_pagemap_get((void *)last_page(s)) == s && "last page not mapped");
+                span_t *n = td_pagemap_get((void *)(s->start + (s->npages << TD_PAGE_SHIFT)));
+                TIDE_CHECK(!(n && n->kind == TD_SPAN_FREE && n->chunk == s->chunk &&
+                             n->start == s->start + (s->npages << TD_PAGE_SHIFT)) &&
+                           "free runs not coalesced");
+                free_pages += s->npages;
+            }
+        }
+    for (unsigned f = 0; f < FL_COUNT; f++)
+        TIDE_CHECK(!!(ph.fl_bitmap & (1ull << f)) == !!ph.sl_bitmap[f]);
+    for (span_t *s = ph.dirty; s; s = s->dnext) {
+        TIDE_CHECK(s->ndirty > 0 && s->ndirty <= s->npages);
+        dirty += s->ndirty;
+    }
+    TIDE_CHECK(free_pages == ph.free_pages && "free page count");
+    TIDE_CHECK(dirty == ph.free_dirty_pages && "dirty page count");
+    td_unlock(&ph.lock);
+}
+
+void td_pageheap_fork_prepare(void) { td_lock(&ph.lock); }
+void td_pageheap_fork_parent(void) { td_unlock(&ph.lock); }
+void td_pageheap_fork_child(void) { td_lock_reset(&ph.lock); }

@@ -1,0 +1,81 @@
+/*
+ * pageheap.h — free page runs and where pages come from.
+ *
+ * Owns: chunks of address space obtained from the OS (hugepage-aligned,
+ * TD_CHUNK_BYTES each, never unmapped), the free runs inside them indexed
+ * by a two-level segregated fit (TLSF: first level log2 of the length,
+ * second level 8 linear steps), and HUGE spans, each its own mapping.
+ *
+ * Invariants:
+ *  - every page of a chunk is in exactly one span (FREE, SLAB or LARGE);
+ *  - no two FREE runs are adjacent within a chunk (they are coalesced on
+ *    free, in O(1) through the pagemap entries of their first/last pages);
+ *  - runs never cross chunk boundaries;
+ *  - ndirty of a FREE run bounds the pages of it that may be resident; 0
+ *    means every page reads as zero (calloc skips the memset).
+ *
+ * Locking: one lock (rank after the heap pool lock, before the meta lock)
+ * guards bins, chunks and counters. It is never held across mmap or
+ * madvise: growth maps outside it, release unbacks outside it.
+ *
+ * Callers: the heap layer (slabs, LARGE blocks, HUGE blocks) and stats.
+ * This is the seam the release engine and the hugepage filler build on.
+ */
+#ifndef TIDE_PAGEHEAP_H
+#define TIDE_PAGEHEAP_H
+
+#include "pagemap.h"
+
+#define TD_CHUNK_BYTES ((size_t)32 << 20)   /* tunable: address space per grow */
+
+void td_pageheap_init(void);
+
+/* A run of npages, aligned to align_pages (a power of two, >= 1), with kind
+   set (TD_SPAN_SLAB or TD_SPAN_LARGE) and pagemap entries on its first and
+   last page. s->ndirty == 0 iff all of it reads as zero. NULL: no memory. */
+span_t *td_pageheap_alloc(size_t npages, size_t align_pages, int kind);
+
+/* Returns s's pages. Requires: s from td_pageheap_alloc, no live object in
+   it. unbacked: the caller has already unbacked every page. */
+void td_pageheap_free(span_t *s, bool unbacked);
+
+/* LARGE s grows or shrinks in place to npages. True on success; on failure
+   s is unchanged. A released tail is unbacked. */
+bool td_pageheap_resize(span_t *s, size_t npages);
+
+/* Unbacks free runs that may be resident, at most max_bytes of them, in
+   batches of at most TD_RELEASE_BATCH_PAGES with the lock dropped around
+   each madvise. Returns the bytes unbacked. */
+#define TD_RELEASE_BATCH_PAGES 256   /* 1 MiB: bounds the time one batch is out of the bins */
+size_t td_pageheap_release(size_t max_bytes);
+
+/* HUGE spans: one mapping each, pagemap entry on the first page. */
+span_t *td_pageheap_alloc_huge(size_t bytes, size_t align);
+void td_pageheap_free_huge(span_t *s);
+/* Grows or shrinks a HUGE span with mremap; the block may move. */
+bool td_pageheap_remap_huge(span_t *s, size_t bytes);
+
+typedef struct {
+    size_t mapped;        /* bytes of chunks */
+    size_t free;          /* bytes in FREE runs */
+    size_t free_dirty;    /* of which may be resident (upper bound) */
+    size_t slab;          /* bytes in SLAB spans */
+    size_t large;         /* bytes in LARGE spans */
+    size_t huge;          /* bytes in HUGE mappings */
+    size_t huge_count;
+    size_t released;      /* bytes unbacked so far (cumulative) */
+} td_pageheap_stats_t;
+void td_pageheap_stats(td_pageheap_stats_t *st);
+
+/* Calls fn on every SLAB and LARGE span of every chunk, under the lock;
+   fn must not call into the page heap. For statistics. */
+void td_pageheap_walk(void (*fn)(span_t *s, void *arg), void *arg);
+
+/* Debug: checks the invariants above; panics with a message if broken. */
+void td_pageheap_validate(void);
+
+void td_pageheap_fork_prepare(void);
+void td_pageheap_fork_parent(void);
+void td_pageheap_fork_child(void);
+
+#endif

@@ -1,0 +1,113 @@
+/*
+ * pagemap.c — radix tree over the address space, and metadata memory.
+ */
+#include "pagemap.h"
+
+#include <string.h>
+
+span_t **td_pagemap_root[TD_PM_ROOT_LEN];
+
+/* Metadata is carved from 1 MiB blocks; span descriptors are recycled
+   through a free list. One lock for both, held only for pointer work. */
+#define META_BLOCK ((size_t)1 << 20)
+
+static td_lock_t meta_lock;
+static char *meta_cur, *meta_end;
+static span_t *span_free_list;
+static size_t meta_mapped;
+
+bool td_pagemap_ensure(uintptr_t start, size_t bytes)
+{
+    uintptr_t first = start >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS);
+    uintptr_t last = (start + bytes - 1) >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS);
+    if (last >= TD_PM_ROOT_LEN)
+        return false;
+    for (uintptr_t i = first; i <= last; i++) {
+        if (__atomic_load_n(&td_pagemap_root[i], __ATOMIC_ACQUIRE) != NULL)
+            continue;
+        size_t leaf_bytes = TD_PM_LEAF_LEN * sizeof(span_t *);
+        span_t **leaf = td_os_map(leaf_bytes, 0);
+        if (leaf == NULL)
+            return false;
+        span_t **expect = NULL;
+        /* Release: the leaf's zero contents are visible before the leaf. */
+        if (!__atomic_compare_exchange_n(&td_pagemap_root[i], &expect, leaf, false,
+                                         __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+            td_os_unmap(leaf, leaf_bytes);   /* another thread won */
+    }
+    return true;
+}
+
+void td_pagemap_set(uintptr_t addr, span_t *s)
+{
+    span_t **leaf = td_pagemap_root[addr >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS)];
+    TIDE_ASSERT(leaf != NULL);
+    __atomic_store_n(&leaf[(addr >> TD_PAGE_SHIFT) & (TD_PM_LEAF_LEN - 1)], s,
+                     __ATOMIC_RELAXED);
+}
+
+void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s)
+{
+    for (size_t i = 0; i < npages; i++)
+        td_pagemap_set(addr + (i << TD_PAGE_SHIFT), s);
+}
+
+void *td_meta_alloc(size_t bytes)
+{
+    bytes = td_align_up(bytes, 16);
+    td_lock(&meta_lock);
+    while ((size_t)(meta_end - meta_cur) < bytes) {
+        td_unlock(&meta_lock);
+        size_t want = bytes > META_BLOCK ? td_align_up(bytes, META_BLOCK) : META_BLOCK;
+        char *blk = td_os_map(want, 0);
+        if (blk == NULL)
+            return NULL;
+        td_lock(&meta_lock);
+        if ((size_t)(meta_end - meta_cur) >= bytes) {
+            /* Another thread refilled meanwhile: keep theirs, drop ours. */
+            td_unlock(&meta_lock);
+            td_os_unmap(blk, want);
+            td_lock(&meta_lock);
+            continue;
+        }
+        meta_cur = blk;   /* the old block's tail (< bytes) is abandoned */
+        meta_end = blk + want;
+        meta_mapped += want;
+    }
+    void *p = meta_cur;
+    meta_cur += bytes;
+    td_unlock(&meta_lock);
+    return p;
+}
+
+span_t *td_span_new(void)
+{
+    td_lock(&meta_lock);
+    span_t *s = span_free_list;
+    if (s != NULL)
+        span_free_list = s->next;
+    td_unlock(&meta_lock);
+    if (s == NULL)
+        return td_meta_alloc(sizeof(span_t));
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+void td_span_delete(span_t *s)
+{
+    s->kind = TD_SPAN_FREE;
+    s->heap = NULL;
+    td_lock(&meta_lock);
+    s->next = span_free_list;
+    span_free_list = s;
+    td_unlock(&meta_lock);
+}
+
+size_t td_meta_bytes(void)
+{
+    return __atomic_load_n(&meta_mapped, __ATOMIC_RELAXED);
+}
+
+void td_pagemap_fork_prepare(void) { td_lock(&meta_lock); }
+void td_pagemap_fork_parent(void) { td_unlock(&meta_lock); }
+void td_pagemap_fork_child(void) { td_lock_reset(&meta_lock); }

@@ -1,0 +1,107 @@
+/*
+ * pagemap.h — from any address to the span that holds it, and the memory
+ * all metadata lives in.
+ *
+ * Owns: span_t (the out-of-band descriptor of a run of pages), the radix
+ * tree page -> span_t*, and the metadata allocator (td_meta_alloc,
+ * td_span_new/delete) that serves every descriptor the allocator needs from
+ * its own mappings. Nothing here is ever returned to the OS, so a stale
+ * span_t pointer read by a buggy caller never faults.
+ *
+ * Which pages have an entry (the pagemap invariant):
+ *  - every page of a SLAB span (a free may point anywhere inside it);
+ *  - the first and the last page of FREE and LARGE spans;
+ *  - the first page of HUGE spans;
+ *  - no other page: an entry is cleared before its span_t is reused, so a
+ *    lookup never returns a descriptor that no longer describes that page.
+ *
+ * Lookups take no lock. Leaves are created once and published with a CAS;
+ * entries are written by the layer that owns the span (page heap under its
+ * lock, slab by its owner) and read with relaxed loads: a caller that holds
+ * a live pointer learned of it through some synchronisation that also
+ * orders the entry's store before it.
+ */
+#ifndef TIDE_PAGEMAP_H
+#define TIDE_PAGEMAP_H
+
+#include "os.h"
+
+struct heap_s;
+
+enum { TD_SPAN_FREE = 0, TD_SPAN_SLAB = 1, TD_SPAN_LARGE = 2, TD_SPAN_HUGE = 3 };
+/* Slab states, owner-only (heap layer). */
+enum { TD_SLAB_CUR = 1, TD_SLAB_PARTIAL = 2, TD_SLAB_FULL = 3, TD_SLAB_SPARE = 4 };
+
+/* used: objects handed out and not yet back on `free`. Bit 31 is set while
+   the slab is FULL (in no list), so that the free fast path catches both
+   "slab became empty" and "slab was full" with one signed compare. */
+#define TD_SLAB_FULL_BIT 0x80000000u
+
+typedef struct span_s {
+    /* slab fields, first cache line: what the fast paths touch */
+    void *free;                 /* owner-only list of free objects */
+    uint32_t used;              /* see above; owner-only */
+    uint32_t obj_size;          /* bytes per object */
+    uint32_t recip;             /* ceil(2^32 / obj_size): index = off*recip>>32 */
+    uint8_t sizeclass;          /* class of the slab */
+    uint8_t kind;               /* TD_SPAN_* */
+    uint8_t state;              /* TD_SLAB_* (slab) */
+    uint8_t flags;              /* unused yet */
+    uintptr_t start;            /* address of the first page */
+    struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
+    void *_Atomic remote;       /* slab: objects freed by other threads (LIFO) */
+    char *bump;                 /* slab: first object never handed out */
+    char *end;                  /* slab: end of the object area */
+
+    /* run fields */
+    size_t npages;              /* length of the run, in TD_PAGE units */
+    size_t bytes;               /* HUGE: mapping length; LARGE: usable bytes */
+    struct span_s *prev, *next; /* FREE: TLSF bin; SLAB: heap's partial list */
+    struct span_s *notify_next; /* SLAB: link in the heap's notify stack */
+    struct span_s *dprev, *dnext; /* FREE with ndirty>0: the dirty list */
+    size_t ndirty;              /* FREE: pages that may be resident (0: all read zero) */
+    uint32_t chunk;             /* FREE/SLAB/LARGE: chunk id; runs never merge across */
+    uint32_t _pad;
+} span_t;
+
+#define TD_VA_BITS       47
+#define TD_PM_LEAF_BITS  18     /* a leaf covers 2^18 pages = 1 GiB, 2 MiB of entries */
+#define TD_PM_ROOT_BITS  (TD_VA_BITS - TD_PAGE_SHIFT - TD_PM_LEAF_BITS)
+#define TD_PM_ROOT_LEN   ((size_t)1 << TD_PM_ROOT_BITS)
+#define TD_PM_LEAF_LEN   ((size_t)1 << TD_PM_LEAF_BITS)
+
+extern span_t **td_pagemap_root[TD_PM_ROOT_LEN];
+
+/* The span whose pagemap entry covers p, or NULL. O(1), no lock. */
+static inline span_t *td_pagemap_get(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    uintptr_t i = a >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS);
+    if (TIDE_UNLIKELY(i >= TD_PM_ROOT_LEN))
+        return NULL;
+    span_t **leaf = __atomic_load_n(&td_pagemap_root[i], __ATOMIC_ACQUIRE);
+    if (TIDE_UNLIKELY(leaf == NULL))
+        return NULL;
+    return __atomic_load_n(&leaf[(a >> TD_PAGE_SHIFT) & (TD_PM_LEAF_LEN - 1)],
+                           __ATOMIC_RELAXED);
+}
+
+/* Creates the leaves covering [start, start+bytes). False if out of memory
+   or outside the covered address range. Call before any set in that range. */
+bool td_pagemap_ensure(uintptr_t start, size_t bytes);
+/* Requires: td_pagemap_ensure covered addr. */
+void td_pagemap_set(uintptr_t addr, span_t *s);
+void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s);
+
+/* Metadata memory: zeroed, 16-byte aligned, never freed. NULL when the OS
+   refuses. Takes the meta lock (never held across mmap). */
+void *td_meta_alloc(size_t bytes);
+span_t *td_span_new(void);          /* zeroed descriptor */
+void td_span_delete(span_t *s);
+size_t td_meta_bytes(void);         /* metadata mapped so far */
+
+void td_pagemap_fork_prepare(void);
+void td_pagemap_fork_parent(void);
+void td_pagemap_fork_child(void);
+
+#endif

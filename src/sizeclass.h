@@ -1,0 +1,63 @@
+/*
+ * sizeclass.h — request size -> size class, and each class's slab geometry.
+ *
+ * Classes: 16..128 bytes in steps of 16, then 8 classes per doubling up to
+ * TD_SMALL_MAX, so from 128 bytes up two neighbours are at most 12.5%
+ * apart, and every power of two is a class (a 4096-byte request takes one
+ * 4096-byte slot: one page, not two). All classes are multiples of 16:
+ * every block of 16 bytes or more is 16-byte aligned.
+ *
+ * Slab length: the fewest pages, at least TD_SLAB_MIN_PAGES and at least
+ * one object, whose unusable tail is at most 1/64 of the slab.
+ *
+ * Tables are filled by td_sizeclass_init() (called once, before the first
+ * heap exists); until then td_sizeclass_lut reads 0, which the malloc fast
+ * path maps onto the empty heap's empty slab, so it still takes the slow
+ * path that runs init.
+ */
+#ifndef TIDE_SIZECLASS_H
+#define TIDE_SIZECLASS_H
+
+#include "internal.h"
+
+#define TD_NCLASSES       96
+#define TD_SMALL_MAX      ((size_t)256 << 10)  /* largest slab class; tunable with TD_NCLASSES */
+#define TD_LUT_MAX        1024                 /* sizes served by the lookup table */
+#define TD_SLAB_MIN_PAGES 16                   /* 64 KiB: amortises the page-heap lock */
+
+_Static_assert(TD_NCLASSES == 8 + 8 * 11, "8 classes to 128, 8 per doubling to 256 KiB");
+_Static_assert(TD_SMALL_MAX == ((size_t)128 << 11), "last class is 128 << 11");
+
+extern uint8_t td_sizeclass_lut[TD_LUT_MAX / 16 + 1];
+extern uint32_t td_class_size[TD_NCLASSES];
+extern uint32_t td_class_recip[TD_NCLASSES];
+extern uint16_t td_class_npages[TD_NCLASSES];
+
+void td_sizeclass_init(void);
+
+/* Requires: n <= TD_SMALL_MAX. */
+static inline unsigned td_sizeclass_compute(size_t n)
+{
+    if (n <= 128)
+        return n == 0 ? 0 : (unsigned)((n + 15) >> 4) - 1;
+    size_t m = n - 1;
+    unsigned e = 63u - (unsigned)__builtin_clzll(m);   /* >= 7 */
+    return 8 + (e - 7) * 8 + (unsigned)((m >> (e - 3)) & 7);
+}
+
+/* Requires: n <= TD_SMALL_MAX and td_sizeclass_init() has run. */
+static inline unsigned td_sizeclass_of(size_t n)
+{
+    if (TIDE_LIKELY(n <= TD_LUT_MAX))
+        return td_sizeclass_lut[(n + 15) >> 4];
+    return td_sizeclass_compute(n);
+}
+
+/* Smallest class >= n whose size is a multiple of align (a power of two
+   <= TD_PAGE), or TD_NCLASSES if none. */
+unsigned td_sizeclass_aligned(size_t n, size_t align);
+
+/* Debug: checks the tables against their definition. */
+void td_sizeclass_validate(void);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * slab.c — carving and collecting (see slab.h).
+ */
+#include "slab.h"
+
+uintptr_t td_free_key;
+
+/* Objects moved onto the free list per extend: enough to amortise the slow
+   call, few enough that a fresh slab's untouched pages stay untouched. */
+#define EXTEND_BYTES 4096
+#define EXTEND_MIN   4
+
+void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
+{
+    size_t size = td_class_size[c];
+    size_t cap = (s->npages << TD_PAGE_SHIFT) / size;
+    s->free = NULL;
+    s->used = 0;
+    s->obj_size = (uint32_t)size;
+    s->recip = td_class_recip[c];
+    s->sizeclass = (uint8_t)c;
+    s->state = 0;
+    s->heap = h;
+    __atomic_store_n(&s->remote, NULL, __ATOMIC_RELAXED);
+    s->bump = (char *)s->start;
+    s->end = (char *)s->start + cap * size;
+    s->prev = s->next = s->notify_next = NULL;
+    /* Interior pages; the page heap set the first and the last. */
+    if (s->npages > 2)
+        td_pagemap_set_range(s->start + TD_PAGE, s->npages - 2, s);
+}
+
+bool td_slab_extend(span_t *s)
+{
+    size_t size = s->obj_size;
+    char *p = s->bump;
+    if (p >= s->end)
+        return false;
+    size_t n = EXTEND_BYTES / size;
+    if (n < EXTEND_MIN)
+        n = EXTEND_MIN;
+    size_t left = (size_t)(s->end - p) / size;
+    if (n > left)
+        n = left;
+    /* Link in address order so consecutive mallocs walk memory forward. */
+    void *head = s->free;
+    for (size_t i = n; i-- > 0;) {
+        void *o = p + i * size;
+        *(void **)o = head;
+        head = o;
+    }
+    s->free = head;
+    s->bump = p + n * size;
+    return true;
+}
+
+uint32_t td_slab_collect(span_t *s)
+{
+    void *r = __atomic_exchange_n(&s->remote, NULL, __ATOMIC_ACQ_REL);
+    if (r == NULL)
+        return 0;
+    uint32_t n = 1;
+    void *tail = r;
+    while (*(void **)tail != NULL) {
+        tail = *(void **)tail;
+        n++;
+    }
+    *(void **)tail = s->free;
+    s->free = r;
+    return n;
+}

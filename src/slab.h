@@ -1,0 +1,75 @@
+/*
+ * slab.h — a span carved into objects of one size class.
+ *
+ * Owns the object lists of a SLAB span:
+ *  - free:   objects the owner may hand out; owner-only, no atomics;
+ *  - bump..end: objects never handed out, carved onto `free` in batches so
+ *    a fresh slab touches memory only as it is used;
+ *  - remote: objects freed by other threads, a lock-free LIFO pushed with
+ *    one CAS and taken whole by the owner with one exchange.
+ * Counting invariant (owner's view): used + |free| + (end-bump)/obj_size
+ * + |remote not yet collected| == capacity, with used the low 31 bits.
+ *
+ * A free object keeps the next pointer in its first word and, in its second,
+ * td_free_key ^ address: a free that finds that value is a double free
+ * (false alarm odds 2^-64 for data that is not adversarial). malloc zeroes
+ * the second word, so a live object never carries the mark.
+ */
+#ifndef TIDE_SLAB_H
+#define TIDE_SLAB_H
+
+#include "pagemap.h"
+#include "sizeclass.h"
+
+extern uintptr_t td_free_key;
+
+/* Makes s (SLAB from the page heap, pagemap ends set) a slab of class c
+   owned by h: maps every page, resets the lists. */
+void td_slab_init(span_t *s, unsigned c, struct heap_s *h);
+
+/* Moves a batch of never-used objects onto s->free. Returns false if none
+   are left. Owner only. */
+bool td_slab_extend(span_t *s);
+
+/* Takes the remote list onto s->free and returns how many objects it held.
+   Owner only; acquire pairs with the release of td_slab_push_remote. */
+uint32_t td_slab_collect(span_t *s);
+
+static inline bool td_slab_is_object(const span_t *s, const void *p)
+{
+    uintptr_t off = (uintptr_t)p - s->start;
+    return ((off * s->recip) >> 32) * s->obj_size == off &&
+           (uintptr_t)p < (uintptr_t)s->end;
+}
+
+static inline bool td_slab_marked_free(const void *p)
+{
+    return ((const uintptr_t *)p)[1] == (td_free_key ^ (uintptr_t)p);
+}
+
+static inline void *td_slab_pop(span_t *s)
+{
+    void *p = s->free;
+    if (TIDE_LIKELY(p != NULL)) {
+        s->free = *(void **)p;
+        s->used++;
+        ((uintptr_t *)p)[1] = 0;
+    }
+    return p;
+}
+
+/* Pushes p onto s's remote list. True if the list was empty, in which case
+   the caller must tell the owning heap (td_heap_notify). */
+static inline bool td_slab_push_remote(span_t *s, void *p)
+{
+    ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
+    void *old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+    do {
+        *(void **)p = old;
+        /* Release: p's words are written before p is published. */
+    } while (!__atomic_compare_exchange_n(&s->remote, &old, p, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+    return old == NULL;
+}
+
+#endif
