@@ -116,7 +116,7 @@ static void heap_collect(heap_t *h)
         /* Read the link before collecting: once s->remote is empty another
            thread may push s onto the notify stack again, rewriting it. */
         list = s->notify_next;
-        s->used -= td_slab_collect(s);
+        s->used -= (int32_t)td_slab_collect(s);
         if (s->used & TD_SLAB_FULL_BIT)
             slab_unfull(h, s);
         if (s->used == 0)
@@ -530,7 +530,7 @@ static void stats_span(span_t *s, void *arg)
     td_heap_stats_t *st = arg;
     if (s->kind == TD_SPAN_SLAB) {
         /* Racy read of an owner-written count: a snapshot, not a sum. */
-        uint32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED) & ~TD_SLAB_FULL_BIT;
+        int32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED) & ~TD_SLAB_FULL_BIT;
         size_t bytes = s->npages << TD_PAGE_SHIFT;
         size_t inuse = (size_t)used * s->obj_size;
         if (inuse > bytes)

@@ -47,9 +47,11 @@ void td_heap_bad_free(void *p, span_t *s, const char *who) __attribute__((noretu
 
 static inline void *td_heap_malloc(size_t n)
 {
-    if (TIDE_LIKELY(n <= TD_SMALL_MAX)) {
+    /* Only table-mapped sizes inline; larger ones compute their class in
+       the slow function (one call more, on a copy of >1 KiB anyway). */
+    if (TIDE_LIKELY(n <= TD_LUT_MAX)) {
         heap_t *h = td_tls_heap;
-        void *p = td_slab_pop(h->cur[td_sizeclass_of(n)]);
+        void *p = td_slab_pop(h->cur[td_sizeclass_lut[(n + 15) >> 4]]);
         if (TIDE_LIKELY(p != NULL))
             return p;
     }
@@ -69,7 +71,7 @@ static inline void td_heap_free(void *p, const char *who)
         *(void **)p = s->free;
         s->free = p;
         /* Signed: also negative while the slab is FULL (bit 31). */
-        if (TIDE_UNLIKELY((int32_t)--s->used <= 0))
+        if (TIDE_UNLIKELY(--s->used <= 0))
             td_heap_free_local_slow(h, s);
         return;
     }

@@ -144,7 +144,7 @@ static void mark_ends(span_t *s)
 
 /* Splits s (out of the bins) after n pages; returns the tail as a new
    descriptor, not yet binned, or NULL when no descriptor could be had.
-   ndirty stays an upper bound on both sides. */
+   Both parts keep s's state (all dirty or all clean). */
 static span_t *split(span_t *s, size_t n)
 {
     TIDE_ASSERT(n > 0 && n < s->npages);
@@ -154,20 +154,29 @@ static span_t *split(span_t *s, size_t n)
     t->start = s->start + (n << TD_PAGE_SHIFT);
     t->npages = s->npages - n;
     t->chunk = s->chunk;
-    t->ndirty = s->ndirty < t->npages ? s->ndirty : t->npages;
-    s->ndirty = s->ndirty < n ? s->ndirty : n;
+    t->ndirty = s->ndirty ? t->npages : 0;
+    s->ndirty = s->ndirty ? n : 0;
     s->npages = n;
     return t;
 }
 
-/* Coalesces the free run s with its free neighbours in the same chunk and
-   bins it. Requires: lock held; s not in the bins; s's old pagemap entries
+/* Two free runs may merge when they are in the same chunk and in the same
+   state: clean (unbacked, reads zero) or dirty (may be resident). Keeping
+   the states apart keeps "dirty" exact, so release always makes progress
+   and calloc never trusts a page that was only partly released. */
+static inline bool mergeable(const span_t *a, const span_t *b)
+{
+    return a->kind == TD_SPAN_FREE && a->chunk == b->chunk &&
+           (a->ndirty == 0) == (b->ndirty == 0);
+}
+
+/* Coalesces the free run s with its mergeable neighbours and bins it. Requires: lock held; s not in the bins; s's old pagemap entries
    other than its first/last page already cleared. */
 static void free_locked(span_t *s)
 {
     if (s->start >= TD_PAGE) {
         span_t *p = td_pagemap_get((void *)(s->start - TD_PAGE));
-        if (p != NULL && p->kind == TD_SPAN_FREE && p->chunk == s->chunk) {
+        if (p != NULL && mergeable(p, s)) {
             TIDE_ASSERT(last_page(p) == s->start - TD_PAGE);
             bin_remove(p);
             td_pagemap_set(last_page(p), NULL);
@@ -179,7 +188,7 @@ static void free_locked(span_t *s)
         }
     }
     span_t *n = td_pagemap_get((void *)(s->start + (s->npages << TD_PAGE_SHIFT)));
-    if (n != NULL && n->kind == TD_SPAN_FREE && n->chunk == s->chunk &&
+    if (n != NULL && mergeable(n, s) &&
         n->start == s->start + (s->npages << TD_PAGE_SHIFT)) {
         bin_remove(n);
         td_pagemap_set(last_page(s), NULL);
@@ -325,33 +334,57 @@ bool td_pageheap_resize(span_t *s, size_t npages)
         td_unlock(&ph.lock);
         return true;
     }
+    /* Grow: absorb the free runs that follow, clean or dirty (a bounded
+       few, so the call stays O(1)), if together they are long enough. */
     size_t extra = npages - s->npages;
+    enum { MAX_RUNS = 8 };
+    span_t *runs[MAX_RUNS];
+    int nr = 0;
+    size_t have = 0;
     td_lock(&ph.lock);
-    span_t *n = td_pagemap_get((void *)(s->start + (s->npages << TD_PAGE_SHIFT)));
-    if (n == NULL || n->kind != TD_SPAN_FREE || n->chunk != s->chunk ||
-        n->start != s->start + (s->npages << TD_PAGE_SHIFT) || n->npages < extra) {
+    uintptr_t at = s->start + (s->npages << TD_PAGE_SHIFT);
+    while (have < extra && nr < MAX_RUNS) {
+        span_t *n = td_pagemap_get((void *)at);
+        if (n == NULL || n->kind != TD_SPAN_FREE || n->chunk != s->chunk || n->start != at)
+            break;
+        runs[nr++] = n;
+        have += n->npages;
+        at += n->npages << TD_PAGE_SHIFT;
+    }
+    if (have < extra) {
         td_unlock(&ph.lock);
         return false;
     }
-    bin_remove(n);
-    td_pagemap_set(n->start, NULL);
-    td_pagemap_set(last_page(n), NULL);
-    if (n->npages > extra) {
-        span_t *t = split(n, extra);
-        if (t == NULL) {
-            mark_ends(n);
-            bin_insert(n);
+    span_t *last = runs[nr - 1];
+    size_t keep = last->npages - (have - extra);   /* pages taken from the last run */
+    span_t *tail = NULL;
+    if (keep < last->npages) {
+        /* Split the last run first, so that failure leaves all unchanged. */
+        bin_remove(last);
+        td_pagemap_set(last->start, NULL);
+        td_pagemap_set(last_page(last), NULL);
+        tail = split(last, keep);
+        if (tail == NULL) {
+            mark_ends(last);
+            bin_insert(last);
             td_unlock(&ph.lock);
             return false;
         }
-        mark_ends(t);
-        bin_insert(t);
+        mark_ends(tail);
+        bin_insert(tail);
+        mark_ends(last);
+        bin_insert(last);
+    }
+    for (int i = 0; i < nr; i++) {
+        bin_remove(runs[i]);
+        td_pagemap_set(runs[i]->start, NULL);
+        td_pagemap_set(last_page(runs[i]), NULL);
+        td_span_delete(runs[i]);
     }
     td_pagemap_set(last_page(s), NULL);
     s->npages = npages;
     mark_ends(s);
     ph.large_pages += extra;
-    td_span_delete(n);
     td_unlock(&ph.lock);
     return true;
 }
@@ -501,9 +534,10 @@ void td_pageheap_validate(void)
                 TIDE_CHECK(td_pagemap_get((void *)s->start) == s && "first page not mapped");
                 TIDE_CHECK(td_pagemap_get((void *)last_page(s)) == s && "last page not mapped");
                 span_t *n = td_pagemap_get((void *)(s->start + (s->npages << TD_PAGE_SHIFT)));
-                TIDE_CHECK(!(n && n->kind == TD_SPAN_FREE && n->chunk == s->chunk &&
+                TIDE_CHECK(!(n && mergeable(n, s) &&
                              n->start == s->start + (s->npages << TD_PAGE_SHIFT)) &&
                            "free runs not coalesced");
+                TIDE_CHECK((s->ndirty == 0 || s->ndirty == s->npages) && "dirty not all-or-none");
                 free_pages += s->npages;
             }
         }

@@ -8,11 +8,12 @@
  *
  * Invariants:
  *  - every page of a chunk is in exactly one span (FREE, SLAB or LARGE);
- *  - no two FREE runs are adjacent within a chunk (they are coalesced on
- *    free, in O(1) through the pagemap entries of their first/last pages);
+ *  - no two FREE runs in the same state are adjacent within a chunk (they
+ *    are coalesced on free, in O(1) through the pagemap entries of their
+ *    first/last pages); a clean run and a dirty run stay apart;
  *  - runs never cross chunk boundaries;
- *  - ndirty of a FREE run bounds the pages of it that may be resident; 0
- *    means every page reads as zero (calloc skips the memset).
+ *  - a FREE run is dirty (ndirty == npages: its pages may be resident) or
+ *    clean (ndirty == 0: every page reads as zero, calloc skips memset).
  *
  * Locking: one lock (rank after the heap pool lock, before the meta lock)
  * guards bins, chunks and counters. It is never held across mmap or

@@ -35,12 +35,12 @@ enum { TD_SLAB_CUR = 1, TD_SLAB_PARTIAL = 2, TD_SLAB_FULL = 3, TD_SLAB_SPARE = 4
 /* used: objects handed out and not yet back on `free`. Bit 31 is set while
    the slab is FULL (in no list), so that the free fast path catches both
    "slab became empty" and "slab was full" with one signed compare. */
-#define TD_SLAB_FULL_BIT 0x80000000u
+#define TD_SLAB_FULL_BIT ((int32_t)INT32_MIN)
 
 typedef struct span_s {
     /* slab fields, first cache line: what the fast paths touch */
     void *free;                 /* owner-only list of free objects */
-    uint32_t used;              /* see above; owner-only */
+    int32_t used;               /* see above; owner-only */
     uint32_t obj_size;          /* bytes per object */
     uint32_t recip;             /* ceil(2^32 / obj_size): index = off*recip>>32 */
     uint8_t sizeclass;          /* class of the slab */
@@ -72,13 +72,14 @@ typedef struct span_s {
 
 extern span_t **td_pagemap_root[TD_PM_ROOT_LEN];
 
-/* The span whose pagemap entry covers p, or NULL. O(1), no lock. */
+/* The span whose pagemap entry covers p, or NULL. O(1), no lock.
+   Address bits above TD_VA_BITS are masked off rather than tested: an
+   address with them set aliases a lower one, and every caller checks that
+   p lies inside the span it gets (slab: p < end; others: p == start). */
 static inline span_t *td_pagemap_get(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    uintptr_t i = a >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS);
-    if (TIDE_UNLIKELY(i >= TD_PM_ROOT_LEN))
-        return NULL;
+    uintptr_t i = (a >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS)) & (TD_PM_ROOT_LEN - 1);
     span_t **leaf = __atomic_load_n(&td_pagemap_root[i], __ATOMIC_ACQUIRE);
     if (TIDE_UNLIKELY(leaf == NULL))
         return NULL;
