@@ -54,18 +54,26 @@ check-layers:
 	@for l in $(LAYERS); do $(CC) $(CFLAGS_ALL) -fsyntax-only src/$$l.c || exit 1; done
 	@echo "layers compile alone: $(LAYERS)"
 
-test: all check-layers
+test:
+	tools/deps.sh test
+	$(MAKE) --no-print-directory all check-layers
 	tests/run.sh --lib $(BUILD)/libtidemalloc.so
 	$(MAKE) --no-print-directory SANITIZE=undefined BUILD=build-ubsan all
 	tests/run.sh --lib build-ubsan/libtidemalloc.so --quick
 
-demo: all
+demo:
+	tools/deps.sh demo
+	$(MAKE) --no-print-directory all
 	tools/demo.sh
 
-bench: all
+bench:
+	tools/deps.sh bench
+	$(MAKE) --no-print-directory all
 	bench/run.sh
 
-bench-quick: all
+bench-quick:
+	tools/deps.sh bench
+	$(MAKE) --no-print-directory all
 	bench/run.sh --quick
 
 install: all
