@@ -217,10 +217,13 @@ static void register_thread(heap_t *h)
             st = 2;
         }
     }
-    /* A thread racing the creator skips registration: its heap then stays
-       attached after exit (not lost for the process, just not pooled). */
-    if (st == 2)
-        pthread_setspecific(heap_key, h);
+    /* A thread racing the creator waits for it: two calls that allocate
+       nothing, so the wait is short and cannot recurse into us. */
+    while (st == 1) {
+        __builtin_ia32_pause();
+        st = __atomic_load_n(&key_state, __ATOMIC_ACQUIRE);
+    }
+    pthread_setspecific(heap_key, h);
 }
 
 static heap_t *heap_attach(void)
