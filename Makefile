@@ -57,6 +57,7 @@ check-layers:
 test:
 	tools/deps.sh test
 	$(MAKE) --no-print-directory all check-layers
+	$(MAKE) --no-print-directory CC=clang BUILD=build-clang all
 	tests/run.sh --lib $(BUILD)/libtidemalloc.so
 	$(MAKE) --no-print-directory SANITIZE=undefined BUILD=build-ubsan all
 	tests/run.sh --lib build-ubsan/libtidemalloc.so --quick

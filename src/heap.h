@@ -31,7 +31,7 @@ typedef struct heap_s {
     span_t *cur[TD_NCLASSES];       /* owner: current slab, &td_span_empty if none */
     span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
     span_t *spare[TD_NCLASSES];     /* owner: one empty slab kept per class */
-    span_t *_Atomic notify;         /* any thread pushes, owner takes all */
+    span_t *notify;                 /* any thread pushes, owner takes all; __atomic only */
     struct heap_s *all_next;        /* pool_lock: registry of every heap */
     struct heap_s *pool_next;       /* pool_lock: free-heap pool */
 } heap_t;

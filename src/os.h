@@ -37,7 +37,7 @@ uint64_t td_os_random(void);       /* from the kernel's AT_RANDOM bytes */
 
 /* Lock: one word, uncontended acquire is one CAS; a contended waiter
    sleeps on a futex. Zero-initialised is unlocked. */
-typedef struct { _Atomic int state; } td_lock_t;
+typedef struct { int state; } td_lock_t;   /* only via __atomic builtins */
 void td_lock_slow(td_lock_t *l);
 void td_unlock_slow(td_lock_t *l);
 static inline void td_lock(td_lock_t *l)

@@ -49,7 +49,7 @@ typedef struct span_s {
     uint8_t flags;              /* unused yet */
     uintptr_t start;            /* address of the first page */
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
-    void *_Atomic remote;       /* slab: objects freed by other threads (LIFO) */
+    void *remote;               /* slab: objects freed by other threads (LIFO); __atomic only */
     char *bump;                 /* slab: first object never handed out */
     char *end;                  /* slab: end of the object area */
 
