@@ -31,10 +31,11 @@ typedef struct heap_s {
     span_t *cur[TD_NCLASSES];       /* owner: current slab, &td_span_empty if none */
     span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
     span_t *spare[TD_NCLASSES];     /* owner: one empty slab kept per class */
-    span_t *notify;                 /* any thread pushes, owner takes all; __atomic only */
+    /* Own cache line: other threads write it, the owner reads cur[] a lot. */
+    span_t *notify __attribute__((aligned(64)));  /* any thread pushes, owner takes all; __atomic only */
     struct heap_s *all_next;        /* pool_lock: registry of every heap */
     struct heap_s *pool_next;       /* pool_lock: free-heap pool */
-} heap_t;
+} __attribute__((aligned(64))) heap_t;
 
 extern __thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec")));
 extern heap_t td_heap_empty;

@@ -54,7 +54,9 @@ void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s)
 
 void *td_meta_alloc(size_t bytes)
 {
-    bytes = td_align_up(bytes, 16);
+    /* 64-byte granules: descriptors and heaps start on a cache line, as
+       their layouts assume. */
+    bytes = td_align_up(bytes, 64);
     td_lock(&meta_lock);
     while ((size_t)(meta_end - meta_cur) < bytes) {
         td_unlock(&meta_lock);
@@ -88,7 +90,7 @@ span_t *td_span_new(void)
         span_free_list = s->next;
     td_unlock(&meta_lock);
     if (s == NULL)
-        return td_meta_alloc(sizeof(span_t));
+        return td_meta_alloc(sizeof(span_t));   /* 192: keeps 64-byte alignment */
     memset(s, 0, sizeof *s);
     return s;
 }

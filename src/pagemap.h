@@ -38,7 +38,8 @@ enum { TD_SLAB_CUR = 1, TD_SLAB_PARTIAL = 2, TD_SLAB_FULL = 3, TD_SLAB_SPARE = 4
 #define TD_SLAB_FULL_BIT ((int32_t)INT32_MIN)
 
 typedef struct span_s {
-    /* slab fields, first cache line: what the fast paths touch */
+    /* Line 0: what the owner's fast paths touch (free/used written on every
+       call; the rest written once per slab). */
     void *free;                 /* owner-only list of free objects */
     int32_t used;               /* see above; owner-only */
     uint32_t obj_size;          /* bytes per object */
@@ -49,20 +50,24 @@ typedef struct span_s {
     uint8_t flags;              /* unused yet */
     uintptr_t start;            /* address of the first page */
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
-    void *remote;               /* slab: objects freed by other threads (LIFO); __atomic only */
     char *bump;                 /* slab: first object never handed out */
     char *end;                  /* slab: end of the object area */
 
-    /* run fields */
-    size_t npages;              /* length of the run, in TD_PAGE units */
+    /* Line 1: written by other threads. Apart from line 0 so that remote
+       frees do not bounce the owner's hot line (false sharing). */
+    void *remote __attribute__((aligned(64)));  /* objects freed by other threads (LIFO); __atomic only */
+    struct span_s *notify_next; /* SLAB: link in the heap's notify stack */
+
+    /* Line 2: run fields, page heap (under its lock) and owner lists. */
+    size_t npages __attribute__((aligned(64)));  /* length of the run, in TD_PAGE units */
     size_t bytes;               /* HUGE: mapping length; LARGE: usable bytes */
     struct span_s *prev, *next; /* FREE: TLSF bin; SLAB: heap's partial list */
-    struct span_s *notify_next; /* SLAB: link in the heap's notify stack */
     struct span_s *dprev, *dnext; /* FREE with ndirty>0: the dirty list */
-    size_t ndirty;              /* FREE: pages that may be resident (0: all read zero) */
+    size_t ndirty;              /* FREE: npages if dirty (may be resident), 0 if clean */
     uint32_t chunk;             /* FREE/SLAB/LARGE: chunk id; runs never merge across */
     uint32_t _pad;
 } span_t;
+_Static_assert(sizeof(span_t) == 192, "span_t: three cache lines");
 
 #define TD_VA_BITS       47
 #define TD_PM_LEAF_BITS  18     /* a leaf covers 2^18 pages = 1 GiB, 2 MiB of entries */
@@ -94,7 +99,7 @@ bool td_pagemap_ensure(uintptr_t start, size_t bytes);
 void td_pagemap_set(uintptr_t addr, span_t *s);
 void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s);
 
-/* Metadata memory: zeroed, 16-byte aligned, never freed. NULL when the OS
+/* Metadata memory: zeroed, 64-byte aligned, never freed. NULL when the OS
    refuses. Takes the meta lock (never held across mmap). */
 void *td_meta_alloc(size_t bytes);
 span_t *td_span_new(void);          /* zeroed descriptor */
