@@ -234,6 +234,7 @@ static heap_t *heap_attach(void)
     if (h != NULL) {
         heap_pool = h->pool_next;
         h->pool_next = NULL;
+        __atomic_store_n(&h->pooled, 0, __ATOMIC_RELAXED);
         pool_count--;
     }
     td_unlock(&pool_lock);
@@ -265,7 +266,26 @@ static void heap_thread_exit(void *arg)
     td_lock(&pool_lock);
     h->pool_next = heap_pool;
     heap_pool = h;
+    __atomic_store_n(&h->pooled, 1, __ATOMIC_RELAXED);
     pool_count++;
+    /* A remote free may have notified h after heap_shed above but before
+       it saw pooled: collect once more. The fence pairs with the one in
+       the remote free path (store pooled / load notify here, push notify /
+       load pooled there): at least one side sees the other. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    heap_shed(h);
+    td_unlock(&pool_lock);
+}
+
+/* Remote frees reached a pooled heap: collect them as its owner would.
+   pool_lock is what owns a pooled heap (adoption takes it too), so holding
+   it makes this thread the owner for the duration. Runs once per slab per
+   batch of remote frees (only the push that notifies calls it). */
+static TIDE_NOINLINE void heap_collect_pooled(heap_t *h)
+{
+    td_lock(&pool_lock);
+    if (h->pooled)
+        heap_shed(h);   /* page heap lock nests inside pool_lock: rank order */
     td_unlock(&pool_lock);
 }
 
@@ -397,8 +417,14 @@ void td_heap_free_slow(void *p, span_t *s, const char *who)
         /* Owned by another heap (or by a pooled one): a remote free. */
         if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
-        if (td_slab_push_remote(s, p))
-            td_heap_notify(s->heap, s);
+        if (td_slab_push_remote(s, p)) {
+            heap_t *owner = s->heap;
+            td_heap_notify(owner, s);
+            /* s may be given back by the collect below: not touched after. */
+            __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* see heap_thread_exit */
+            if (TIDE_UNLIKELY(__atomic_load_n(&owner->pooled, __ATOMIC_RELAXED)))
+                heap_collect_pooled(owner);
+        }
         return;
     case TD_SPAN_LARGE:
         if (TIDE_UNLIKELY(s->start != (uintptr_t)p))

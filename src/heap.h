@@ -13,7 +13,11 @@
  * no check of its own. A heap outlives its thread: at thread exit it goes
  * to a pool and the next new thread adopts it, slabs and all, so memory of
  * exited threads is reused. A slab's heap never changes; frees from any
- * thread other than the attached one are remote frees.
+ * thread other than the attached one are remote frees. A pooled heap has
+ * no thread: pool_lock stands in for its owner, and the remote free that
+ * notifies it collects it under that lock, so memory freed after its
+ * thread exited goes back to the page heap instead of waiting for a new
+ * thread to adopt the heap.
  *
  * Locks: pool_lock (rank 1, heap registry and pool), then the page heap's
  * (rank 2), then the meta lock (rank 3). The fast paths take none and use
@@ -35,6 +39,7 @@ typedef struct heap_s {
     span_t *notify __attribute__((aligned(64)));  /* any thread pushes, owner takes all; __atomic only */
     struct heap_s *all_next;        /* pool_lock: registry of every heap */
     struct heap_s *pool_next;       /* pool_lock: free-heap pool */
+    int pooled;                     /* written under pool_lock; read with __atomic */
 } __attribute__((aligned(64))) heap_t;
 
 extern __thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec")));
