@@ -1,0 +1,227 @@
+/* Death tests: a bad free must abort with one line on stderr.
+ *
+ * tidemalloc's contract: the process is killed by SIGABRT after writing ONE
+ * line to stderr such as
+ *   tidemalloc: free(): invalid pointer 0x7f12345678: not allocated by tidemalloc
+ *   tidemalloc: free(): double free of 0x7f12345678
+ * naming the call and printing the pointer as %p does.  Each case runs in a
+ * child whose stderr is captured; the parent checks the signal and the line.
+ * glibc has its own (different) checks, so the cases are skipped there.
+ */
+#include "../lib/th.h"
+
+#include <ctype.h>
+#include <malloc.h>
+#include <sys/resource.h>
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+
+static char static_buf[256] __attribute__((aligned(64)));
+
+typedef void bad_op_fn(void *arg);
+
+/* Runs op(arg) in a child; checks it dies by SIGABRT with exactly one line
+   starting "tidemalloc:" on stderr that names call and shows ptr. */
+static void expect_death(bad_op_fn *op, void *arg, const char *call, void *ptr)
+{
+    if (!th_is_tide())
+        th_skip("death tests need tidemalloc, allocator is %s", th_allocator());
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        close(pfd[1]);
+        op(arg);
+        /* Survived: say so on the (captured) stderr and exit cleanly. */
+        fprintf(stderr, "[survived the bad call]\n");
+        _exit(0);
+    }
+    close(pfd[1]);
+    char out[8192];
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(pfd[0], out + len, sizeof out - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == sizeof out - 1)
+            break;
+    }
+    out[len] = '\0';
+    close(pfd[0]);
+    int status;
+    CHECK(waitpid(pid, &status, 0) == pid);
+
+    char hex[32];
+    snprintf(hex, sizeof hex, "%p", ptr);
+    /* Keep the report on one line for the failure message. */
+    char flat[600];
+    snprintf(flat, sizeof flat, "%.599s", out);
+    for (char *c = flat; *c; c++)
+        if (*c == '\n')
+            *c = '|';
+
+    CHECKF(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+           "%s(%s): want death by SIGABRT, got %s %d; stderr: \"%s\"", call, hex,
+           WIFSIGNALED(status) ? "signal" : "exit status",
+           WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), flat);
+
+    int nlines = 0;
+    const char *line = NULL;
+    for (const char *s = out; (s = strstr(s, "tidemalloc:")) != NULL; s++) {
+        if (s == out || s[-1] == '\n') {
+            nlines++;
+            line = s;
+        }
+    }
+    CHECKF(nlines == 1, "%s(%s): want one line starting \"tidemalloc:\", got %d: \"%s\"",
+           call, hex, nlines, flat);
+    const char *eol = strchr(line, '\n');
+    CHECKF(eol != NULL, "%s(%s): message line not ended by a newline: \"%s\"", call,
+           hex, flat);
+    char msg[512];
+    snprintf(msg, sizeof msg, "%.*s", (int)(eol - line), line);
+    char callp[64];
+    snprintf(callp, sizeof callp, "%s()", call);
+    CHECKF(strstr(msg, callp) != NULL, "message does not name %s: \"%s\"", callp, msg);
+    /* The pointer, not followed by another hex digit (no prefix match). */
+    const char *h = strstr(msg, hex);
+    CHECKF(h != NULL && !isxdigit((unsigned char)h[strlen(hex)]),
+           "message does not show the pointer %s: \"%s\"", hex, msg);
+}
+
+static void do_free(void *p)
+{
+    free(th_launder(p));
+}
+
+static void do_double_free(void *p)
+{
+    free(th_launder(p));
+    free(th_launder(p));
+}
+
+static void do_realloc(void *p)
+{
+    void *q = realloc(th_launder(p), 100);
+    th_use(q);
+}
+
+static void do_usable_size(void *p)
+{
+    size_t n = malloc_usable_size(th_launder(p));
+    th_use(&n);
+}
+
+static void t_free_static(void)
+{
+    expect_death(do_free, static_buf + 64, "free", static_buf + 64);
+}
+
+static void t_free_stack(void)
+{
+    char buf[256] __attribute__((aligned(64)));
+    memset(buf, 0, sizeof buf);
+    th_use(buf);
+    expect_death(do_free, buf + 64, "free", buf + 64);
+}
+
+/* Interior pointers: the block itself is allocated (in the parent, so the
+   child sees the same address) and stays valid. */
+static void t_free_interior_small(void)
+{
+    char *p = malloc(64);
+    CHECK(p != NULL);
+    expect_death(do_free, p + 16, "free", p + 16);
+    free(p);
+}
+
+static void t_free_interior_large(void)
+{
+    char *p = malloc(MIB);
+    CHECK(p != NULL);
+    memset(p, 1, MIB);
+    expect_death(do_free, p + 4096, "free", p + 4096);
+    free(p);
+}
+
+static void t_double_free_small(void)
+{
+    void *p = malloc(64);
+    void *keep = malloc(64); /* so the slab stays live */
+    CHECK(p != NULL && keep != NULL);
+    expect_death(do_double_free, p, "free", p);
+    free(p);
+    free(keep);
+}
+
+static void t_double_free_large(void)
+{
+    void *p = malloc(MIB);
+    CHECK(p != NULL);
+    memset(p, 1, MIB);
+    expect_death(do_double_free, p, "free", p);
+    free(p);
+}
+
+static void t_double_free_huge(void)
+{
+    void *p = malloc(64 * MIB);
+    CHECK(p != NULL);
+    expect_death(do_double_free, p, "free", p);
+    free(p);
+}
+
+static void t_realloc_invalid(void)
+{
+    expect_death(do_realloc, static_buf + 64, "realloc", static_buf + 64);
+    char *p = malloc(200);
+    CHECK(p != NULL);
+    expect_death(do_realloc, p + 32, "realloc", p + 32);
+    free(p);
+}
+
+/* A pointer into memory the allocator never mapped (our own mmap). */
+static void t_free_foreign_mapping(void)
+{
+    char *m = mmap(NULL, 4 * MIB, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    expect_death(do_free, m + 2 * MIB, "free", m + 2 * MIB);
+    expect_death(do_free, m, "free", m);
+    munmap(m, 4 * MIB);
+}
+
+static void t_usable_size_invalid(void)
+{
+    expect_death(do_usable_size, static_buf + 64, "malloc_usable_size",
+                 static_buf + 64);
+}
+
+static const th_test_t tests[] = {
+    TH_TEST(t_free_static),
+    TH_TEST(t_free_stack),
+    TH_TEST(t_free_interior_small),
+    TH_TEST(t_free_interior_large),
+    TH_TEST(t_double_free_small),
+    TH_TEST(t_double_free_large),
+    TH_TEST(t_double_free_huge),
+    TH_TEST(t_realloc_invalid),
+    TH_TEST(t_free_foreign_mapping),
+    TH_TEST(t_usable_size_invalid),
+    TH_END,
+};
+
+int main(int argc, char **argv)
+{
+    return th_main(argc, argv, tests);
+}

@@ -1,0 +1,317 @@
+/* Cross-thread frees: producers allocate, consumers verify and free.
+ *
+ * Producer threads malloc blocks of random sizes (8 B - 64 KiB, log-uniform,
+ * and about 1% large: 64 KiB - 4 MiB), fill them with a per-block pattern and
+ * pass them through a queue to consumer threads, which check the pattern and
+ * free them, so nearly every free is remote.  Consumers also allocate and
+ * free locally, mixing local and remote frees on the same slabs.  A second
+ * test passes blocks around a ring of threads, so each is freed by a thread
+ * two hops away from its allocator, while that allocator keeps allocating.
+ */
+#include "../lib/th.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <sched.h>
+
+#define KIB ((size_t)1024)
+#define MIB (KIB * 1024)
+
+typedef struct {
+    void *p;
+    size_t n;
+    uint64_t tag;
+} item_t;
+
+/* Bounded MPMC queue under one mutex: the allocator is under test, not the
+   queue. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    item_t *buf;
+    size_t cap, head, len;
+    int producers_left;
+} queue_t;
+
+static void q_init(queue_t *q, size_t cap, int producers)
+{
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->not_empty, NULL);
+    pthread_cond_init(&q->not_full, NULL);
+    q->buf = calloc(cap, sizeof *q->buf);
+    CHECK(q->buf != NULL);
+    q->cap = cap;
+    q->head = q->len = 0;
+    q->producers_left = producers;
+}
+
+static void q_destroy(queue_t *q)
+{
+    free(q->buf);
+    pthread_mutex_destroy(&q->mu);
+    pthread_cond_destroy(&q->not_empty);
+    pthread_cond_destroy(&q->not_full);
+}
+
+static void q_push(queue_t *q, item_t it)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->len == q->cap)
+        pthread_cond_wait(&q->not_full, &q->mu);
+    q->buf[(q->head + q->len) % q->cap] = it;
+    q->len++;
+    pthread_cond_signal(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+/* false when all producers are done and the queue is empty. */
+static bool q_pop(queue_t *q, item_t *out)
+{
+    pthread_mutex_lock(&q->mu);
+    while (q->len == 0 && q->producers_left > 0)
+        pthread_cond_wait(&q->not_empty, &q->mu);
+    if (q->len == 0) {
+        pthread_mutex_unlock(&q->mu);
+        return false;
+    }
+    *out = q->buf[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->len--;
+    pthread_cond_signal(&q->not_full);
+    pthread_mutex_unlock(&q->mu);
+    return true;
+}
+
+static void q_producer_done(queue_t *q)
+{
+    pthread_mutex_lock(&q->mu);
+    q->producers_left--;
+    pthread_cond_broadcast(&q->not_empty);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static size_t random_size(th_rng_t *r)
+{
+    if (th_range(r, 0, 99) == 0)
+        return th_logsize(r, 64 * KIB, 4 * MIB);
+    return th_logsize(r, 8, 64 * KIB);
+}
+
+/* The whole block is patterned (th_fill: memset-fast, position-dependent). */
+static void fill(item_t *it)
+{
+    th_fill(it->p, it->n, it->tag);
+}
+
+static void verify(const item_t *it)
+{
+    CHECK_PATTERN(it->p, it->n, it->tag);
+    CHECKF(malloc_usable_size(it->p) >= it->n, "usable size of %p shrank below %zu",
+           it->p, it->n);
+}
+
+typedef struct {
+    queue_t *q;
+    int id;
+    size_t count;
+    uint64_t seed;
+} worker_t;
+
+static void *producer(void *arg)
+{
+    worker_t *w = arg;
+    th_rng_t r = {w->seed};
+    for (size_t i = 0; i < w->count; i++) {
+        item_t it;
+        it.n = random_size(&r);
+        it.tag = ((uint64_t)w->id << 40) | i;
+        int how = (int)th_range(&r, 0, 9);
+        if (how == 0)
+            it.p = calloc(1, it.n);
+        else if (how == 1)
+            it.p = aligned_alloc(64, (it.n + 63) & ~(size_t)63);
+        else
+            it.p = malloc(it.n);
+        CHECKF(it.p != NULL, "producer %d: allocation of %zu failed", w->id, it.n);
+        if (how == 0)
+            CHECKF(th_all_zero(it.p, it.n), "calloc(%zu) not zeroed", it.n);
+        fill(&it);
+        q_push(w->q, it);
+    }
+    q_producer_done(w->q);
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    worker_t *w = arg;
+    th_rng_t r = {w->seed};
+    void *local[16] = {0};
+    item_t it;
+    while (q_pop(w->q, &it)) {
+        verify(&it);
+        free(it.p);
+        /* Local traffic on the same size classes. */
+        int k = (int)th_range(&r, 0, 15);
+        free(local[k]);
+        size_t n = random_size(&r);
+        local[k] = malloc(n);
+        CHECK(local[k] != NULL);
+        memset(local[k], k, n < 256 ? n : 256);
+        w->count++;
+    }
+    for (int k = 0; k < 16; k++)
+        free(local[k]);
+    return NULL;
+}
+
+static void run_pc(int nprod, int ncons, size_t per_producer, uint64_t salt)
+{
+    queue_t q;
+    q_init(&q, 1024, nprod);
+    pthread_t tp[8], tc[8];
+    worker_t wp[8], wc[8];
+    for (int i = 0; i < ncons; i++) {
+        wc[i] = (worker_t){&q, 100 + i, 0, th_seed(salt + 100 + (uint64_t)i)};
+        CHECK(pthread_create(&tc[i], NULL, consumer, &wc[i]) == 0);
+    }
+    for (int i = 0; i < nprod; i++) {
+        wp[i] = (worker_t){&q, i, per_producer, th_seed(salt + (uint64_t)i)};
+        CHECK(pthread_create(&tp[i], NULL, producer, &wp[i]) == 0);
+    }
+    for (int i = 0; i < nprod; i++)
+        CHECK(pthread_join(tp[i], NULL) == 0);
+    size_t consumed = 0;
+    for (int i = 0; i < ncons; i++) {
+        CHECK(pthread_join(tc[i], NULL) == 0);
+        consumed += wc[i].count;
+    }
+    CHECK_EQ(consumed, (size_t)nprod * per_producer);
+    q_destroy(&q);
+}
+
+static void t_producer_consumer(void)
+{
+    run_pc(2, 2, th_scale(60000, 30), 1);
+}
+
+static void t_many_producers_one_consumer(void)
+{
+    run_pc(6, 1, th_scale(12000, 30), 2);
+}
+
+/* Ring: thread i allocates, thread i+1 verifies and forwards the block to
+   thread i+2, which frees it.  Queues never block (capacity >= all items);
+   each thread keeps at most RING_INFLIGHT of its blocks in flight. */
+enum { RING = 4, RING_INFLIGHT = 512 };
+static queue_t ring_q[RING];    /* blocks to verify and forward */
+static queue_t ring_free[RING]; /* blocks to free */
+static size_t ring_inflight[RING];
+
+typedef struct {
+    int id;
+    size_t count;
+    uint64_t seed;
+} ring_arg_t;
+
+/* Non-blocking pop; *closed tells an empty queue will stay empty. */
+static bool q_try_pop(queue_t *q, item_t *out, bool *closed)
+{
+    pthread_mutex_lock(&q->mu);
+    bool got = q->len > 0;
+    if (got) {
+        *out = q->buf[q->head];
+        q->head = (q->head + 1) % q->cap;
+        q->len--;
+    }
+    *closed = !got && q->producers_left == 0;
+    pthread_mutex_unlock(&q->mu);
+    return got;
+}
+
+static void *ring_thread(void *arg)
+{
+    ring_arg_t *a = arg;
+    th_rng_t r = {a->seed};
+    int next = (a->id + 1) % RING;
+    size_t produced = 0;
+    bool prod_done = false, fwd_done = false, free_done = false;
+    while (!(prod_done && fwd_done && free_done)) {
+        bool progress = false, closed;
+        item_t it;
+        for (int k = 0; k < 8 && produced < a->count &&
+                        __atomic_load_n(&ring_inflight[a->id], __ATOMIC_ACQUIRE) <
+                            RING_INFLIGHT;
+             k++, produced++) {
+            it.n = random_size(&r);
+            it.tag = ((uint64_t)a->id << 40) | produced;
+            it.p = malloc(it.n);
+            CHECK(it.p != NULL);
+            fill(&it);
+            __atomic_add_fetch(&ring_inflight[a->id], 1, __ATOMIC_RELAXED);
+            q_push(&ring_q[next], it);
+            progress = true;
+        }
+        if (produced == a->count && !prod_done) {
+            prod_done = true;
+            q_producer_done(&ring_q[next]);
+        }
+        while (q_try_pop(&ring_q[a->id], &it, &closed)) {
+            verify(&it);
+            q_push(&ring_free[next], it);
+            progress = true;
+        }
+        if (closed && !fwd_done) {
+            fwd_done = true;
+            q_producer_done(&ring_free[next]);
+        }
+        while (q_try_pop(&ring_free[a->id], &it, &closed)) {
+            verify(&it);
+            int owner = (int)(it.tag >> 40);
+            free(it.p);
+            __atomic_sub_fetch(&ring_inflight[owner], 1, __ATOMIC_RELEASE);
+            progress = true;
+        }
+        if (closed)
+            free_done = true;
+        if (!progress)
+            sched_yield();
+    }
+    return NULL;
+}
+
+static void t_ring(void)
+{
+    pthread_t t[RING];
+    ring_arg_t a[RING];
+    size_t count = th_scale(20000, 30);
+    for (int i = 0; i < RING; i++) {
+        q_init(&ring_q[i], count + 1, 1);
+        q_init(&ring_free[i], count + 1, 1);
+    }
+    for (int i = 0; i < RING; i++) {
+        a[i] = (ring_arg_t){i, count, th_seed(300 + (uint64_t)i)};
+        CHECK(pthread_create(&t[i], NULL, ring_thread, &a[i]) == 0);
+    }
+    for (int i = 0; i < RING; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    for (int i = 0; i < RING; i++) {
+        CHECK_EQ(ring_q[i].len, 0);
+        CHECK_EQ(ring_free[i].len, 0);
+        CHECK_EQ(ring_inflight[i], 0);
+        q_destroy(&ring_q[i]);
+        q_destroy(&ring_free[i]);
+    }
+}
+
+static const th_test_t tests[] = {
+    TH_TEST(t_producer_consumer),
+    TH_TEST(t_many_producers_one_consumer),
+    TH_TEST(t_ring),
+    TH_END,
+};
+
+int main(int argc, char **argv)
+{
+    return th_main(argc, argv, tests);
+}
