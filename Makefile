@@ -32,7 +32,7 @@ endif
 
 SRCS  = $(wildcard src/*.c)
 HDRS  = $(wildcard src/*.h) include/tidemalloc.h
-LAYERS = os pagemap pageheap sizeclass slab heap api
+LAYERS = os conf pagemap pageheap sizeclass slab heap release api
 
 .PHONY: all test check-layers install uninstall clean demo bench bench-quick golden
 

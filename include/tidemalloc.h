@@ -30,12 +30,17 @@ void free_aligned_sized(void *ptr, size_t alignment, size_t size);
 /* "tidemalloc X.Y.Z". */
 const char *tide_version(void);
 
-/* Returns free memory the allocator holds to the operating system now, up
-   to max_bytes (SIZE_MAX: all it can), in small batches that never hold a
-   lock across a system call, and reports the bytes released. Today it
-   releases free page runs and the calling thread's cached empty slabs;
-   other threads' caches are released by their owners. */
-size_t tide_release(size_t max_bytes);
+/* Returns free memory the allocator holds to the operating system now and
+   reports the bytes released: free page runs, every thread heap's cached
+   empty slabs, and slabs whose objects other threads freed, also of
+   threads that are idle. Stops after max_bytes (SIZE_MAX: all it can; the
+   last 1 MiB batch may overshoot to a page boundary) or once max_usec
+   microseconds have passed (0: no limit; checked between batches). Works in
+   1 MiB batches and never holds a lock across a system call, so other
+   threads' malloc and free go on meanwhile. Without this call, free memory
+   goes back by itself after the decay time (TIDEMALLOC_CONF decay_ms,
+   default 500). malloc_trim(pad) is this call keeping pad bytes. */
+size_t tide_release(size_t max_bytes, unsigned long max_usec);
 
 /* A snapshot of the allocator's counters, in bytes unless named otherwise.
    Figures of slabs owned by other threads are read without stopping them,
@@ -54,6 +59,9 @@ typedef struct tide_stats_s {
     size_t metadata;        /* bytes mapped for the allocator's own use */
     size_t heaps;           /* thread heaps created */
     size_t heaps_pooled;    /* of which waiting for a new thread */
+    size_t released_decay;  /* of released: by the decay (background or slow paths) */
+    size_t bg_wakeups;      /* decay passes run so far */
+    int bg_running;         /* 1 while the background thread exists */
 } tide_stats_t;
 
 /* Fills *st (at most size bytes of it, for ABI growth). Returns 0. */

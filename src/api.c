@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "heap.h"
+#include "release.h"
 #include "../include/tidemalloc.h"
 
 #define EXPORT TIDE_EXPORT
@@ -138,17 +138,16 @@ EXPORT void free_aligned_sized(void *p, size_t align, size_t size)
 
 /* ---- glibc extensions ----------------------------------------------- */
 
-EXPORT size_t tide_release(size_t max_bytes)
+EXPORT size_t tide_release(size_t max_bytes, unsigned long max_usec)
 {
-    td_global_init();
-    td_heap_trim_local();
-    return td_pageheap_release(max_bytes);
+    return td_release_now(max_bytes, max_usec, 0);
 }
 
 EXPORT int malloc_trim(size_t pad)
 {
-    (void)pad;   /* nothing grows at a "top" here: no pad to keep */
-    return tide_release(SIZE_MAX) > 0;
+    /* glibc keeps pad bytes at the top of its heap; the nearest thing here
+       is to leave that much free memory resident, for reuse. */
+    return td_release_now(SIZE_MAX, 0, pad) > 0;
 }
 
 EXPORT int tide_stats(tide_stats_t *out, size_t size)
@@ -172,6 +171,11 @@ EXPORT int tide_stats(tide_stats_t *out, size_t size)
     st.metadata = td_meta_bytes();
     st.heaps = hs.heaps;
     st.heaps_pooled = hs.pooled_heaps;
+    td_release_stats_t rs;
+    td_release_stats(&rs);
+    st.released_decay = rs.released_decay;
+    st.bg_wakeups = rs.passes;
+    st.bg_running = rs.bg_running;
     memcpy(out, &st, size < sizeof st ? size : sizeof st);
     return 0;
 }

@@ -7,6 +7,8 @@
 #endif
 #include "heap.h"
 
+#include "conf.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
@@ -15,10 +17,28 @@ span_t td_span_empty;   /* free == NULL: every pop from it fails */
 heap_t td_heap_empty = { .cur = { [0 ... TD_NCLASSES - 1] = &td_span_empty } };
 __thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec"))) = &td_heap_empty;
 
+void (*td_heap_kick)(void);
+void (*td_heap_safepoint)(bool freeing);
+void (*td_heap_fork_hook)(int phase);
+
+static inline void kick(void)
+{
+    void (*k)(void) = td_heap_kick;
+    if (k != NULL)
+        k();
+}
+
+static inline void safepoint(bool freeing)
+{
+    void (*f)(bool) = td_heap_safepoint;
+    if (f != NULL)
+        f(freeing);
+}
+
 static td_lock_t pool_lock;        /* rank 1 */
 static heap_t *heap_all;           /* pool_lock */
 static heap_t *heap_pool;          /* pool_lock */
-static size_t heap_count, pool_count;
+static size_t heap_count, pool_count, attached_count;
 
 static td_lock_t init_lock;
 static int init_done;              /* 0, then 1 once (release/acquire) */
@@ -36,6 +56,7 @@ void td_global_init(void)
     td_lock(&init_lock);
     if (!init_done) {
         td_os_init();
+        td_conf_init();
         td_sizeclass_init();
         td_pageheap_init();
         td_free_key = (uintptr_t)td_os_random();
@@ -68,9 +89,15 @@ static void partial_remove(heap_t *h, span_t *s)
     s->prev = s->next = NULL;
 }
 
+static void slab_release_at(span_t *s, uint32_t stamp)
+{
+    td_pageheap_free(s, false, stamp);
+    kick();
+}
+
 static void slab_release(span_t *s)
 {
-    td_pageheap_free(s, false);
+    slab_release_at(s, td_os_now_ms());
 }
 
 /* s has no object out. Keeps it as current or spare, or gives it back. */
@@ -84,7 +111,9 @@ static void slab_emptied(heap_t *h, span_t *s)
     unsigned c = s->sizeclass;
     if (h->spare[c] == NULL && td_class_npages[c] <= 2 * TD_SLAB_MIN_PAGES) {
         s->state = TD_SLAB_SPARE;
+        s->stamp = td_os_now_ms();
         h->spare[c] = s;
+        kick();   /* it ages: the release layer gives it back if unused */
         return;
     }
     slab_release(s);
@@ -99,13 +128,17 @@ static void slab_unfull(heap_t *h, span_t *s)
 
 void td_heap_free_local_slow(heap_t *h, span_t *s)
 {
+    td_lock(&h->lock);
     if (s->used & TD_SLAB_FULL_BIT)
         slab_unfull(h, s);
     if (s->used == 0)
         slab_emptied(h, s);
+    td_unlock(&h->lock);
+    safepoint(false);
 }
 
-/* Takes the notify stack: merges each listed slab's remote frees. */
+/* Takes the notify stack: merges each listed slab's remote frees.
+   Requires h->lock. */
 static void heap_collect(heap_t *h)
 {
     if (__atomic_load_n(&h->notify, __ATOMIC_RELAXED) == NULL)
@@ -124,14 +157,20 @@ static void heap_collect(heap_t *h)
     }
 }
 
-void td_heap_notify(heap_t *h, span_t *s);
-void td_heap_notify(heap_t *h, span_t *s)
+/* Pushes s onto h's notify stack. Sequentially consistent (the lock
+   cmpxchg it is anyway on x86): the release layer's sleep protocol reads
+   the stacks after announcing it sleeps, and the kick below reads that. */
+static void heap_notify(heap_t *h, span_t *s)
 {
     span_t *old = __atomic_load_n(&h->notify, __ATOMIC_RELAXED);
     do {
         s->notify_next = old;
     } while (!__atomic_compare_exchange_n(&h->notify, &old, s, true,
-                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+                                          __ATOMIC_SEQ_CST, __ATOMIC_RELAXED));
+    if (old == NULL) {
+        __atomic_store_n(&h->notify_stamp, td_os_now_ms(), __ATOMIC_RELAXED);
+        kick();
+    }
 }
 
 static span_t *slab_new(heap_t *h, unsigned c)
@@ -147,12 +186,15 @@ static span_t *slab_new(heap_t *h, unsigned c)
 static void *heap_refill(heap_t *h, unsigned c)
 {
     span_t *s = h->cur[c];
-    if (s != &td_span_empty && td_slab_extend(s))
+    if (s != &td_span_empty && td_slab_extend(s))   /* current: owner only */
         return td_slab_pop(s);
+    td_lock(&h->lock);
     heap_collect(h);
     s = h->cur[c];
-    if (s->free != NULL)
+    if (s->free != NULL) {
+        td_unlock(&h->lock);
         return td_slab_pop(s);
+    }
     if (s != &td_span_empty) {
         /* Every object is out (or on its way back as a remote free). */
         s->state = TD_SLAB_FULL;
@@ -165,10 +207,12 @@ static void *heap_refill(heap_t *h, unsigned c)
         h->spare[c] = NULL;
     } else if ((s = slab_new(h, c)) == NULL) {
         h->cur[c] = &td_span_empty;
+        td_unlock(&h->lock);
         return NULL;
     }
     s->state = TD_SLAB_CUR;
     h->cur[c] = s;
+    td_unlock(&h->lock);
     if (s->free == NULL)
         td_slab_extend(s);
     return td_slab_pop(s);
@@ -187,6 +231,7 @@ static void heap_init_fresh(heap_t *h)
 /* Returns empty cur and spare slabs to the page heap. Owner only. */
 static void heap_shed(heap_t *h)
 {
+    td_lock(&h->lock);
     heap_collect(h);
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         span_t *s = h->spare[c];
@@ -200,6 +245,7 @@ static void heap_shed(heap_t *h)
             slab_release(s);
         }
     }
+    td_unlock(&h->lock);
 }
 
 static void register_thread(heap_t *h)
@@ -236,6 +282,8 @@ static heap_t *heap_attach(void)
         h->pool_next = NULL;
         __atomic_store_n(&h->pooled, 0, __ATOMIC_RELAXED);
         pool_count--;
+        h->attached = 1;
+        attached_count++;
     }
     td_unlock(&pool_lock);
     if (h == NULL) {
@@ -245,7 +293,11 @@ static heap_t *heap_attach(void)
         heap_init_fresh(h);
         td_lock(&pool_lock);
         h->all_next = heap_all;
-        heap_all = h;
+        h->attached = 1;
+        attached_count++;
+        /* Release: sweeps walk the registry without the lock; links of
+           listed heaps never change (heaps are never freed). */
+        __atomic_store_n(&heap_all, h, __ATOMIC_RELEASE);
         heap_count++;
         td_unlock(&pool_lock);
     }
@@ -268,6 +320,8 @@ static void heap_thread_exit(void *arg)
     heap_pool = h;
     __atomic_store_n(&h->pooled, 1, __ATOMIC_RELAXED);
     pool_count++;
+    h->attached = 0;
+    attached_count--;
     /* A remote free may have notified h after heap_shed above but before
        it saw pooled: collect once more. The fence pairs with the one in
        the remote free path (store pooled / load notify here, push notify /
@@ -296,6 +350,149 @@ void td_heap_trim_local(void)
         heap_shed(h);
 }
 
+size_t td_heap_attached(void)
+{
+    td_lock(&pool_lock);
+    size_t n = attached_count;
+    td_unlock(&pool_lock);
+    return n;
+}
+
+/* ---- sweep (release layer) ------------------------------------------ */
+
+/* True if s (FULL or PARTIAL, h->lock held) has no live object: every
+   object out is on its remote list. Then nothing can touch it any more:
+   the owner's malloc only pops current slabs, and a free needs a live
+   object. Reads the count first (acquire, pairs with the free fast path's
+   release), then the list: a local free between the two makes the count
+   drop below the list length, never match it. */
+static bool slab_dead(span_t *s)
+{
+    int32_t used = __atomic_load_n(&s->used, __ATOMIC_ACQUIRE) & ~TD_SLAB_FULL_BIT;
+    /* A local free into a FULL slab always goes on to the slow path, which
+       waits for h->lock to move the slab to the partial list: if one has
+       happened (the free list is no longer empty), the owner is on its way
+       and the slab is not ours to take, even if that was its last object. */
+    if (s->state == TD_SLAB_FULL && __atomic_load_n(&s->free, __ATOMIC_RELAXED) != NULL)
+        return false;
+    void *head = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+    if (head == NULL)
+        return false;
+    uint32_t n;
+    if (head == s->swept_head) {
+        n = s->swept_count;   /* nothing pushed since: no walk */
+    } else {
+        /* Nodes below the head never change while h->lock keeps the owner
+           from collecting: pushes only prepend. */
+        uint32_t cap = (uint32_t)((uintptr_t)s->end - s->start) / s->obj_size;
+        n = 0;
+        for (void *p = head; p != NULL; p = *(void **)p)
+            TIDE_CHECK(++n <= cap && "remote list longer than its slab");
+        s->swept_head = head;
+        s->swept_count = n;
+    }
+    return (int32_t)n == used;
+}
+
+/* Takes one slab off h's notify stack. h->lock held: the only other
+   takers (the owner's collect) hold it too, so pushes are the only race
+   and a CAS pop has no ABA. */
+static span_t *notify_pop(heap_t *h)
+{
+    span_t *s = __atomic_load_n(&h->notify, __ATOMIC_ACQUIRE);
+    while (s != NULL && !__atomic_compare_exchange_n(&h->notify, &s, s->notify_next, true,
+                                                     __ATOMIC_ACQUIRE, __ATOMIC_ACQUIRE))
+        ;
+    return s;
+}
+
+static void notify_splice(heap_t *h, span_t *first, span_t *last)
+{
+    span_t *old = __atomic_load_n(&h->notify, __ATOMIC_RELAXED);
+    do {
+        last->notify_next = old;
+    } while (!__atomic_compare_exchange_n(&h->notify, &old, first, true,
+                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+#define SWEEP_ROUND 64   /* slabs examined per hold of a heap lock */
+
+static bool heap_sweep_one(heap_t *h, uint32_t older_than, size_t *released)
+{
+    if (__atomic_load_n(&h->pooled, __ATOMIC_RELAXED) &&
+        __atomic_load_n(&h->notify, __ATOMIC_RELAXED) != NULL)
+        heap_collect_pooled(h);   /* no owner: collect as the owner would */
+    if (!td_trylock(&h->lock))
+        return true;
+    uint32_t now = td_os_now_ms();
+    uint32_t stamp = __atomic_load_n(&h->notify_stamp, __ATOMIC_RELAXED);
+    bool pending = false;
+    span_t *first = NULL, *last = NULL;
+    for (int round = 0;; round++) {
+        span_t *s = notify_pop(h);
+        if (s == NULL)
+            break;
+        if ((s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL) && slab_dead(s)) {
+            if (s->state == TD_SLAB_PARTIAL)
+                partial_remove(h, s);
+            __atomic_store_n(&s->remote, NULL, __ATOMIC_RELAXED);
+            *released += s->npages << TD_PAGE_SHIFT;
+            /* Unused since about the first remote free of the batch. */
+            slab_release_at(s, stamp);
+        } else {
+            s->notify_next = NULL;
+            if (last == NULL)
+                first = s;
+            else
+                last->notify_next = s;
+            last = s;
+            pending = true;
+        }
+        if (round % SWEEP_ROUND == SWEEP_ROUND - 1) {
+            /* Let the owner in now and then. The slabs kept aside are not
+               lost to it: with remote frees pending, it cannot empty them. */
+            td_unlock(&h->lock);
+            td_lock(&h->lock);
+        }
+    }
+    if (first != NULL)
+        notify_splice(h, first, last);
+    for (unsigned c = 0; c < TD_NCLASSES; c++) {
+        span_t *s = h->spare[c];
+        if (s == NULL)
+            continue;
+        if (older_than == 0 || td_ms_since(s->stamp, now) >= older_than) {
+            h->spare[c] = NULL;
+            *released += s->npages << TD_PAGE_SHIFT;
+            slab_release_at(s, s->stamp);
+        } else {
+            pending = true;
+        }
+    }
+    td_unlock(&h->lock);
+    return pending;
+}
+
+bool td_heap_sweep_pending(void)
+{
+    for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next) {
+        if (__atomic_load_n(&h->notify, __ATOMIC_SEQ_CST) != NULL)
+            return true;
+        for (unsigned c = 0; c < TD_NCLASSES; c++)
+            if (__atomic_load_n(&h->spare[c], __ATOMIC_RELAXED) != NULL)
+                return true;
+    }
+    return false;
+}
+
+bool td_heap_sweep(uint32_t older_than, size_t *released)
+{
+    bool pending = false;
+    for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next)
+        pending |= heap_sweep_one(h, older_than, released);
+    return pending;
+}
+
 /* ---- fork ----------------------------------------------------------- */
 /* Locks in rank order; the child resets them. Heaps of threads that do not
    exist in the child stay attached to nobody and are not reused: one of
@@ -303,6 +500,8 @@ void td_heap_trim_local(void)
 
 static void fork_prepare(void)
 {
+    if (td_heap_fork_hook)
+        td_heap_fork_hook(0);   /* the release layer's sweep lock: rank 0 */
     td_lock(&init_lock);
     td_lock(&pool_lock);
     td_pageheap_fork_prepare();
@@ -315,6 +514,8 @@ static void fork_parent(void)
     td_pageheap_fork_parent();
     td_unlock(&pool_lock);
     td_unlock(&init_lock);
+    if (td_heap_fork_hook)
+        td_heap_fork_hook(1);
 }
 
 static void fork_child(void)
@@ -323,6 +524,8 @@ static void fork_child(void)
     td_pageheap_fork_child();
     td_lock_reset(&pool_lock);
     td_lock_reset(&init_lock);
+    if (td_heap_fork_hook)
+        td_heap_fork_hook(2);
 }
 
 /* ---- large and huge ------------------------------------------------- */
@@ -339,16 +542,16 @@ static void *large_alloc(size_t n, size_t align, bool zero)
     if (s == NULL)
         return NULL;
     s->bytes = np << TD_PAGE_SHIFT;
-    if (zero && s->ndirty != 0)
+    /* Clean runs read as zero unless released with MADV_FREE. */
+    if (zero && (s->ndirty != 0 || !td_os_unback_zeroes()))
         memset((void *)s->start, 0, s->bytes);
     return (void *)s->start;
 }
 
 static void large_free(span_t *s)
 {
-    /* Given back at once for now; the release engine will age it. */
-    td_os_unback((void *)s->start, s->npages << TD_PAGE_SHIFT);
-    td_pageheap_free(s, true);
+    td_pageheap_free(s, false, td_os_now_ms());   /* the decay gives it back */
+    kick();
 }
 
 /* ---- slow paths ----------------------------------------------------- */
@@ -361,6 +564,7 @@ static void *fail_nomem(void)
 
 void *td_heap_malloc_slow(size_t n)
 {
+    safepoint(false);
     heap_t *h = td_tls_heap;
     if (TIDE_UNLIKELY(h == &td_heap_empty)) {
         h = heap_attach();
@@ -419,7 +623,7 @@ void td_heap_free_slow(void *p, span_t *s, const char *who)
             td_heap_bad_free(p, s, who);
         if (td_slab_push_remote(s, p)) {
             heap_t *owner = s->heap;
-            td_heap_notify(owner, s);
+            heap_notify(owner, s);
             /* s may be given back by the collect below: not touched after. */
             __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* see heap_thread_exit */
             if (TIDE_UNLIKELY(__atomic_load_n(&owner->pooled, __ATOMIC_RELAXED)))
@@ -429,6 +633,10 @@ void td_heap_free_slow(void *p, span_t *s, const char *who)
     case TD_SPAN_LARGE:
         if (TIDE_UNLIKELY(s->start != (uintptr_t)p))
             td_heap_bad_free(p, s, who);
+        /* Before the block is free: starting the background thread may
+           allocate, and must not be handed this block's pages, or a
+           double free right after would free someone else's object. */
+        safepoint(true);
         large_free(s);
         return;
     case TD_SPAN_HUGE:
@@ -533,8 +741,11 @@ void *td_heap_realloc(void *p, size_t n)
             size_t np = td_align_up(n, TD_PAGE) >> TD_PAGE_SHIFT;
             if (np <= s->npages && np * 2 > s->npages)
                 return p;    /* shrinking a little: keep the pages */
+            bool shrink = np < s->npages;
             if (td_pageheap_resize(s, np)) {
                 s->bytes = np << TD_PAGE_SHIFT;
+                if (shrink)
+                    kick();
                 return p;
             }
         }

@@ -19,9 +19,22 @@
  * thread exited goes back to the page heap instead of waiting for a new
  * thread to adopt the heap.
  *
- * Locks: pool_lock (rank 1, heap registry and pool), then the page heap's
- * (rank 2), then the meta lock (rank 3). The fast paths take none and use
- * no atomic read-modify-write.
+ * Heap lock: the owner's slow paths hold h->lock while they change the
+ * slab lists, spares and states or collect remote frees; the release
+ * layer's sweep takes it with a trylock (skipping a busy heap) to give back
+ * what an idle owner cannot: spare slabs that have aged, and slabs whose
+ * every object was freed by other threads ("dead" slabs). The fast paths
+ * never take it. They touch only the current slabs (malloc) and slabs in
+ * which the caller holds a live object (free), and the sweep touches
+ * neither: a dead slab has no live object and is never current. The free
+ * fast path stores `used` with release order, so a sweep that reads the
+ * count (acquire) also sees the free-list write before it.
+ *
+ * Locks: the release layer's sweep lock (rank 0), pool_lock (rank 1, heap
+ * registry and pool), a heap's lock (rank 2), then the page heap's (rank
+ * 3), then the meta lock (rank 4). A heap lock may be held across the page
+ * heap's growth (mmap): only its owner and trylocks contend for it. The
+ * fast paths take none and use no atomic read-modify-write.
  */
 #ifndef TIDE_HEAP_H
 #define TIDE_HEAP_H
@@ -34,12 +47,15 @@
 typedef struct heap_s {
     span_t *cur[TD_NCLASSES];       /* owner: current slab, &td_span_empty if none */
     span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
-    span_t *spare[TD_NCLASSES];     /* owner: one empty slab kept per class */
+    span_t *spare[TD_NCLASSES];     /* lock: one empty slab kept per class */
+    td_lock_t lock;                 /* owner's slow paths; sweeps (trylock) */
     /* Own cache line: other threads write it, the owner reads cur[] a lot. */
-    span_t *notify __attribute__((aligned(64)));  /* any thread pushes, owner takes all; __atomic only */
+    span_t *notify __attribute__((aligned(64)));  /* any thread pushes, lock holder takes; __atomic only */
+    uint32_t notify_stamp;          /* td_os_now_ms() of the push that found notify empty */
     struct heap_s *all_next;        /* pool_lock: registry of every heap */
     struct heap_s *pool_next;       /* pool_lock: free-heap pool */
     int pooled;                     /* written under pool_lock; read with __atomic */
+    int attached;                   /* pool_lock: a thread uses it */
 } __attribute__((aligned(64))) heap_t;
 
 extern __thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec")));
@@ -76,8 +92,12 @@ static inline void td_heap_free(void *p, const char *who)
         ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
         *(void **)p = s->free;
         s->free = p;
-        /* Signed: also negative while the slab is FULL (bit 31). */
-        if (TIDE_UNLIKELY(--s->used <= 0))
+        /* Signed: also negative while the slab is FULL (bit 31). Release:
+           the free-list write above is visible to whoever reads this count
+           (a sweep deciding the slab is dead); a plain store on x86. */
+        int32_t used = s->used - 1;
+        __atomic_store_n(&s->used, used, __ATOMIC_RELEASE);
+        if (TIDE_UNLIKELY(used <= 0))
             td_heap_free_local_slow(h, s);
         return;
     }
@@ -93,6 +113,30 @@ size_t td_heap_usable_size(const void *p, const char *who);
 /* Collects the calling thread's remote frees and returns its spare slabs
    and empty current slabs to the page heap. */
 void td_heap_trim_local(void);
+
+/* Hooks the release layer sets once (NULL before): kick is called when
+   memory became free to return (may be under any lock: it must not block
+   or allocate); safepoint where the caller holds no allocator lock (and
+   may allocate), with freeing set when the caller is about to free a
+   block (the release layer may then start its thread first). */
+extern void (*td_heap_kick)(void);
+extern void (*td_heap_safepoint)(bool freeing);
+/* Called by the fork handlers: 0 before fork (first, before any heap
+   layer lock), 1 in the parent after, 2 in the child after (last). */
+extern void (*td_heap_fork_hook)(int phase);
+
+/* One sweep of every heap, each under a trylock (a busy heap is left for
+   the next sweep): gives back spare slabs unused for older_than ms (0: all
+   of them) and dead slabs (every object freed by other threads), whatever
+   their owner thread is doing. *released += bytes given to the page heap.
+   Returns true if a heap still holds something a later sweep may give
+   back (a young spare, remote frees not yet collected, a busy heap). */
+bool td_heap_sweep(uint32_t older_than, size_t *released);
+/* A racy look for anything td_heap_sweep could give back (for deciding
+   to sleep; the kick protocol covers what it misses). */
+bool td_heap_sweep_pending(void);
+/* Heaps that have a thread now. */
+size_t td_heap_attached(void);
 
 typedef struct {
     size_t slab_used_bytes;   /* bytes in objects handed out */

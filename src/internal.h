@@ -7,11 +7,13 @@
  * above handed down.
  *
  *     os        system calls and machine facts, locks, message output
+ *     conf      TIDEMALLOC_CONF, parsed without allocating
  *     pagemap   address -> span metadata; the metadata allocator
  *     pageheap  free page runs, two-level segregated fit (TLSF)
  *     sizeclass size -> class, class geometry
  *     slab      carving a span into objects of one class; remote frees
  *     heap      per-thread heaps: fast paths, adoption, large and huge blocks
+ *     release   decay, the background thread, explicit release and trim
  *     api       exported entry points (the only file that exports symbols)
  *
  * Invariants every layer keeps:

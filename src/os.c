@@ -9,12 +9,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -81,6 +83,13 @@ uint64_t td_os_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint32_t td_os_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u);
+}
+
 /* mmap keeps errno unchanged on success; on failure we restore it, since
    malloc reports ENOMEM itself and must not leak other errno values. */
 void *td_os_map(size_t bytes, size_t align)
@@ -117,6 +126,11 @@ void td_os_unmap(void *p, size_t bytes)
     errno = saved;
 }
 
+static int purge_advice = MADV_DONTNEED;
+
+void td_os_set_purge_free(bool on) { purge_advice = on ? MADV_FREE : MADV_DONTNEED; }
+bool td_os_unback_zeroes(void) { return purge_advice == MADV_DONTNEED; }
+
 void td_os_unback(void *p, size_t bytes)
 {
     uintptr_t a = ((uintptr_t)p + os_page - 1) & ~(uintptr_t)(os_page - 1);
@@ -124,7 +138,8 @@ void td_os_unback(void *p, size_t bytes)
     if (e <= a)
         return;
     int saved = errno;
-    madvise((void *)a, e - a, MADV_DONTNEED);
+    if (madvise((void *)a, e - a, purge_advice) != 0 && purge_advice != MADV_DONTNEED)
+        madvise((void *)a, e - a, MADV_DONTNEED);   /* kernel without MADV_FREE */
     errno = saved;
 }
 
@@ -168,6 +183,68 @@ void td_unlock_slow(td_lock_t *l)
     int saved = errno;
     syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
     errno = saved;
+}
+
+void td_os_wait(int *w, int val, uint64_t timeout_ns)
+{
+    struct timespec ts = { (time_t)(timeout_ns / 1000000000u), (long)(timeout_ns % 1000000000u) };
+    int saved = errno;
+    syscall(SYS_futex, w, FUTEX_WAIT_PRIVATE, val, timeout_ns ? &ts : NULL, NULL, 0);
+    errno = saved;
+}
+
+void td_os_wake(int *w, int n)
+{
+    int saved = errno;
+    syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    errno = saved;
+}
+
+/* ---- threads --------------------------------------------------------- */
+
+typedef struct {
+    void *(*fn)(void *);
+    char name[16];
+} thread_arg_t;
+
+static thread_arg_t thread_args[4];   /* one per distinct start; never freed */
+static int thread_args_used;
+
+static void *thread_entry(void *arg)
+{
+    thread_arg_t *a = arg;
+    prctl(PR_SET_NAME, a->name, 0, 0, 0);   /* no allocation, unlike /proc writes */
+    return a->fn(NULL);
+}
+
+bool td_os_thread_start(void *(*fn)(void *), const char *name)
+{
+    int saved = errno;
+    int slot = __atomic_fetch_add(&thread_args_used, 1, __ATOMIC_RELAXED) % 4;
+    thread_arg_t *a = &thread_args[slot];
+    a->fn = fn;
+    size_t i = 0;
+    for (; name[i] && i < sizeof a->name - 1; i++)
+        a->name[i] = name[i];
+    a->name[i] = 0;
+
+    pthread_attr_t attr;
+    bool ok = false;
+    if (pthread_attr_init(&attr) == 0) {
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&attr, (size_t)256 << 10);
+        /* The thread inherits a full signal mask: the process's signals
+           must go to the program's threads, not to ours. */
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        pthread_t t;
+        ok = pthread_create(&t, &attr, thread_entry, a) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    errno = saved;
+    return ok;
 }
 
 /* ---- messages -------------------------------------------------------- */

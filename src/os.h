@@ -24,6 +24,11 @@ void td_os_init(void);
 void *td_os_map(size_t bytes, size_t align);
 void td_os_unmap(void *p, size_t bytes);
 void td_os_unback(void *p, size_t bytes);
+/* How td_os_unback gives pages back: MADV_DONTNEED (default; the pages
+   leave RSS at once and read as zero) or MADV_FREE (the kernel takes them
+   when it needs memory; until then they stay in RSS and keep their bytes). */
+void td_os_set_purge_free(bool on);
+bool td_os_unback_zeroes(void);    /* true while MADV_DONTNEED is used */
 void td_os_advise_huge(void *p, size_t bytes);
 /* Requires: p, old_bytes from td_os_map. Returns the new address or NULL
    (the old mapping is then intact). */
@@ -33,6 +38,25 @@ size_t td_os_page_size(void);      /* kernel page, read at init */
 size_t td_os_hugepage_size(void);  /* THP PMD size, 0 if unknown */
 unsigned td_os_ncpu(void);
 uint64_t td_os_now_ns(void);       /* CLOCK_MONOTONIC */
+/* Coarse milliseconds (CLOCK_MONOTONIC_COARSE, a few ms resolution, no
+   system call), as a 32-bit stamp: compare with td_ms_since(). */
+uint32_t td_os_now_ms(void);
+static inline uint32_t td_ms_since(uint32_t stamp, uint32_t now)
+{
+    int32_t d = (int32_t)(now - stamp);   /* wraps after 24 days: fine for ages */
+    return d > 0 ? (uint32_t)d : 0;
+}
+
+/* Futex on a private word: sleep while *w == val, at most timeout_ns
+   (0: no limit); wake up to n sleepers. */
+void td_os_wait(int *w, int val, uint64_t timeout_ns);
+void td_os_wake(int *w, int n);
+
+/* Starts a detached thread running fn(NULL) with every signal blocked, a
+   small stack and the given name (at most 15 characters, shown by top -H).
+   May call malloc (glibc allocates thread-local storage vectors): call it
+   with no allocator lock held. False if the thread could not be made. */
+bool td_os_thread_start(void *(*fn)(void *), const char *name);
 uint64_t td_os_random(void);       /* from the kernel's AT_RANDOM bytes */
 
 /* Lock: one word, uncontended acquire is one CAS; a contended waiter
@@ -51,6 +75,13 @@ static inline void td_unlock(td_lock_t *l)
 {
     if (TIDE_UNLIKELY(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) != 1))
         td_unlock_slow(l);
+}
+static inline bool td_trylock(td_lock_t *l)
+{
+    int z = 0;
+    return __atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0 &&
+           __atomic_compare_exchange_n(&l->state, &z, 1, false,
+                                       __ATOMIC_ACQUIRE, __ATOMIC_RELAXED);
 }
 static inline void td_lock_reset(td_lock_t *l) { __atomic_store_n(&l->state, 0, __ATOMIC_RELAXED); }
 

@@ -20,7 +20,7 @@ static struct {
     uint64_t fl_bitmap;                 /* bit f: some sl bin of f non-empty */
     uint32_t sl_bitmap[FL_COUNT];       /* bit s: bins[f][s] non-empty */
     span_t *bins[FL_COUNT][SL_COUNT];
-    span_t *dirty;                      /* FREE runs with ndirty > 0 */
+    span_t *dirty, *dirty_tail;         /* FREE runs with ndirty > 0, newest first */
     chunk_t *chunks;
     uint32_t nchunks;
     size_t mapped_pages, free_pages, free_dirty_pages, slab_pages, large_pages;
@@ -51,13 +51,30 @@ static bool mapping_search(size_t n, unsigned *fl, unsigned *sl)
     return *fl < FL_COUNT;
 }
 
+/* The dirty list is kept in stamp order, newest at the head, so the decay
+   takes the oldest from the tail in O(1). A run usually goes in at the
+   head (freed now); one that keeps an older stamp (a split remainder) goes
+   to the tail if it is the oldest, else to the head, where it waits at
+   most one decay time longer. */
+static inline bool stamp_older(uint32_t a, uint32_t b) { return (int32_t)(a - b) < 0; }
+
 static void dirty_insert(span_t *s)
 {
-    s->dprev = NULL;
-    s->dnext = ph.dirty;
-    if (ph.dirty)
-        ph.dirty->dprev = s;
-    ph.dirty = s;
+    span_t *h = ph.dirty;
+    if (h != NULL && stamp_older(s->stamp, h->stamp) && !stamp_older(ph.dirty_tail->stamp, s->stamp)) {
+        s->dnext = NULL;
+        s->dprev = ph.dirty_tail;
+        ph.dirty_tail->dnext = s;
+        ph.dirty_tail = s;
+    } else {
+        s->dprev = NULL;
+        s->dnext = h;
+        if (h)
+            h->dprev = s;
+        else
+            ph.dirty_tail = s;
+        ph.dirty = s;
+    }
     ph.free_dirty_pages += s->ndirty;
 }
 
@@ -69,6 +86,8 @@ static void dirty_remove(span_t *s)
         ph.dirty = s->dnext;
     if (s->dnext)
         s->dnext->dprev = s->dprev;
+    else
+        ph.dirty_tail = s->dprev;
     s->dprev = s->dnext = NULL;
     ph.free_dirty_pages -= s->ndirty;
 }
@@ -156,6 +175,7 @@ static span_t *split(span_t *s, size_t n)
     t->chunk = s->chunk;
     t->ndirty = s->ndirty ? t->npages : 0;
     s->ndirty = s->ndirty ? n : 0;
+    t->stamp = s->stamp;
     s->npages = n;
     return t;
 }
@@ -184,6 +204,8 @@ static void free_locked(span_t *s)
             s->start = p->start;
             s->npages += p->npages;
             s->ndirty += p->ndirty;
+            if (stamp_older(s->stamp, p->stamp))
+                s->stamp = p->stamp;
             td_span_delete(p);
         }
     }
@@ -195,6 +217,8 @@ static void free_locked(span_t *s)
         td_pagemap_set(n->start, NULL);
         s->npages += n->npages;
         s->ndirty += n->ndirty;
+        if (stamp_older(s->stamp, n->stamp))
+            s->stamp = n->stamp;
         td_span_delete(n);
     }
     mark_ends(s);
@@ -289,7 +313,7 @@ fail:
     return NULL;
 }
 
-void td_pageheap_free(span_t *s, bool unbacked)
+void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp)
 {
     /* Clear the interior entries a slab had (see pagemap.h invariant);
        nobody else can reach this span any more. */
@@ -303,6 +327,7 @@ void td_pageheap_free(span_t *s, bool unbacked)
     if (unbacked)
         ph.released_bytes += s->npages << TD_PAGE_SHIFT;
     s->ndirty = unbacked ? 0 : s->npages;
+    s->stamp = stamp;
     s->heap = NULL;
     s->kind = TD_SPAN_FREE;
     free_locked(s);
@@ -315,20 +340,19 @@ bool td_pageheap_resize(span_t *s, size_t npages)
     if (npages == s->npages)
         return true;
     if (npages < s->npages) {
-        uintptr_t tail = s->start + (npages << TD_PAGE_SHIFT);
+        /* The tail becomes a dirty free run: the decay gives it back. */
         size_t tail_pages = s->npages - npages;
-        td_os_unback((void *)tail, tail_pages << TD_PAGE_SHIFT);
         td_lock(&ph.lock);
         span_t *t = split(s, npages);
         if (t == NULL) {
             td_unlock(&ph.lock);
-            return false;   /* pages stay with s, now unbacked: harmless */
+            return false;
         }
         td_pagemap_set(last_page(t), NULL);   /* was s's old last page */
         mark_ends(s);
         ph.large_pages -= tail_pages;
-        ph.released_bytes += tail_pages << TD_PAGE_SHIFT;
-        t->ndirty = 0;
+        t->ndirty = t->npages;
+        t->stamp = td_os_now_ms();
         t->kind = TD_SPAN_FREE;
         free_locked(t);
         td_unlock(&ph.lock);
@@ -389,24 +413,32 @@ bool td_pageheap_resize(span_t *s, size_t npages)
     return true;
 }
 
-size_t td_pageheap_release(size_t max_bytes)
+size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns)
 {
     size_t done = 0;
     while (done < max_bytes) {
+        if (deadline_ns != 0 && td_os_now_ns() >= deadline_ns)
+            break;
         td_lock(&ph.lock);
-        span_t *s = ph.dirty;
-        if (s == NULL) {
+        span_t *s = ph.dirty_tail;   /* the oldest */
+        if (s == NULL || (older_than != 0 && td_ms_since(s->stamp, td_os_now_ms()) < older_than)) {
             td_unlock(&ph.lock);
             break;
         }
         bin_remove(s);
         td_pagemap_set(s->start, NULL);
         td_pagemap_set(last_page(s), NULL);
-        if (s->npages > TD_RELEASE_BATCH_PAGES) {
-            span_t *t = split(s, TD_RELEASE_BATCH_PAGES);
+        size_t batch = TD_RELEASE_BATCH_PAGES;
+        size_t rest = max_bytes - done;   /* > 0 */
+        size_t left = (rest >> TD_PAGE_SHIFT) + ((rest & (TD_PAGE - 1)) != 0);
+        if (left < batch)
+            batch = left;   /* at least one page */
+        if (s->npages > batch) {
+            span_t *t = split(s, s->npages - batch);   /* release the tail end */
             if (t != NULL) {
-                mark_ends(t);
-                bin_insert(t);
+                mark_ends(s);
+                bin_insert(s);
+                s = t;
             }
         }
         /* Out of the bins and marked LARGE while unbacked, so that a
@@ -426,6 +458,16 @@ size_t td_pageheap_release(size_t max_bytes)
         td_unlock(&ph.lock);
     }
     return done;
+}
+
+size_t td_pageheap_dirty(uint32_t *oldest_stamp)
+{
+    td_lock(&ph.lock);
+    size_t bytes = ph.free_dirty_pages << TD_PAGE_SHIFT;
+    if (oldest_stamp != NULL && ph.dirty_tail != NULL)
+        *oldest_stamp = ph.dirty_tail->stamp;
+    td_unlock(&ph.lock);
+    return bytes;
 }
 
 span_t *td_pageheap_alloc_huge(size_t bytes, size_t align)
@@ -543,10 +585,14 @@ void td_pageheap_validate(void)
         }
     for (unsigned f = 0; f < FL_COUNT; f++)
         TIDE_CHECK(!!(ph.fl_bitmap & (1ull << f)) == !!ph.sl_bitmap[f]);
+    span_t *last = NULL;
     for (span_t *s = ph.dirty; s; s = s->dnext) {
         TIDE_CHECK(s->ndirty > 0 && s->ndirty <= s->npages);
+        TIDE_CHECK(s->dprev == last && "dirty list links");
         dirty += s->ndirty;
+        last = s;
     }
+    TIDE_CHECK(ph.dirty_tail == last && "dirty list tail");
     TIDE_CHECK(free_pages == ph.free_pages && "free page count");
     TIDE_CHECK(dirty == ph.free_dirty_pages && "dirty page count");
     td_unlock(&ph.lock);

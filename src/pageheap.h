@@ -13,7 +13,10 @@
  *    first/last pages); a clean run and a dirty run stay apart;
  *  - runs never cross chunk boundaries;
  *  - a FREE run is dirty (ndirty == npages: its pages may be resident) or
- *    clean (ndirty == 0: every page reads as zero, calloc skips memset).
+ *    clean (ndirty == 0: given back to the OS; with MADV_DONTNEED, the
+ *    default, every page reads as zero and calloc skips memset);
+ *  - dirty runs are on the dirty list, newest stamp first (nearly: see
+ *    dirty_insert), which is what the decay releases from the old end.
  *
  * Locking: one lock (rank after the heap pool lock, before the meta lock)
  * guards bins, chunks and counters. It is never held across mmap or
@@ -37,18 +40,26 @@ void td_pageheap_init(void);
 span_t *td_pageheap_alloc(size_t npages, size_t align_pages, int kind);
 
 /* Returns s's pages. Requires: s from td_pageheap_alloc, no live object in
-   it. unbacked: the caller has already unbacked every page. */
-void td_pageheap_free(span_t *s, bool unbacked);
+   it. unbacked: the caller has already unbacked every page; else the run
+   is dirty and stamp (td_os_now_ms() time) says when its memory was last
+   used, which the decay measures its age from. */
+void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp);
 
 /* LARGE s grows or shrinks in place to npages. True on success; on failure
-   s is unchanged. A released tail is unbacked. */
+   s is unchanged. A released tail becomes a dirty free run. */
 bool td_pageheap_resize(span_t *s, size_t npages);
 
-/* Unbacks free runs that may be resident, at most max_bytes of them, in
-   batches of at most TD_RELEASE_BATCH_PAGES with the lock dropped around
-   each madvise. Returns the bytes unbacked. */
+/* Unbacks dirty free runs, oldest first: at most max_bytes (rounded up to
+   a page), only runs unused for at least older_than ms (0: any age), and
+   stops starting batches once td_os_now_ns() reaches deadline_ns (0: no
+   deadline). Batches of at most TD_RELEASE_BATCH_PAGES, the lock dropped
+   around each madvise. Returns the bytes unbacked. */
 #define TD_RELEASE_BATCH_PAGES 256   /* 1 MiB: bounds the time one batch is out of the bins */
-size_t td_pageheap_release(size_t max_bytes);
+size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
+
+/* Bytes in dirty free runs; *oldest_stamp (if not NULL and any) gets the
+   stamp of the oldest. */
+size_t td_pageheap_dirty(uint32_t *oldest_stamp);
 
 /* HUGE spans: one mapping each, pagemap entry on the first page. */
 span_t *td_pageheap_alloc_huge(size_t bytes, size_t align);

@@ -57,6 +57,8 @@ typedef struct span_s {
        frees do not bounce the owner's hot line (false sharing). */
     void *remote __attribute__((aligned(64)));  /* objects freed by other threads (LIFO); __atomic only */
     struct span_s *notify_next; /* SLAB: link in the heap's notify stack */
+    void *swept_head;           /* SLAB: remote head when the sweeper last counted it */
+    uint32_t swept_count;       /* SLAB: how many objects hung from swept_head */
 
     /* Line 2: run fields, page heap (under its lock) and owner lists. */
     size_t npages __attribute__((aligned(64)));  /* length of the run, in TD_PAGE units */
@@ -65,7 +67,8 @@ typedef struct span_s {
     struct span_s *dprev, *dnext; /* FREE with ndirty>0: the dirty list */
     size_t ndirty;              /* FREE: npages if dirty (may be resident), 0 if clean */
     uint32_t chunk;             /* FREE/SLAB/LARGE: chunk id; runs never merge across */
-    uint32_t _pad;
+    uint32_t stamp;             /* td_os_now_ms() when it last held data: FREE dirty
+                                   runs (page heap), SPARE slabs (heap) */
 } span_t;
 _Static_assert(sizeof(span_t) == 192, "span_t: three cache lines");
 

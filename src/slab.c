@@ -25,6 +25,8 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->bump = (char *)s->start;
     s->end = (char *)s->start + cap * size;
     s->prev = s->next = s->notify_next = NULL;
+    s->swept_head = NULL;
+    s->swept_count = 0;
     /* Interior pages; the page heap set the first and the last. */
     if (s->npages > 2)
         td_pagemap_set_range(s->start + TD_PAGE, s->npages - 2, s);

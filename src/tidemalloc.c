@@ -7,9 +7,11 @@
  * compiler every fast path to inline, as link-time optimisation would.
  */
 #include "os.c"
+#include "conf.c"
 #include "pagemap.c"
 #include "pageheap.c"
 #include "sizeclass.c"
 #include "slab.c"
 #include "heap.c"
+#include "release.c"
 #include "api.c"

@@ -9,6 +9,7 @@
 
 extern size_t fake_os_unbacked;
 extern int fake_os_fail_maps;
+extern uint32_t fake_os_ms;
 
 #define LIVE 512
 static span_t *live[LIVE];
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
             bool unback = test_rand(&seed) % 2;
             if (unback)
                 memset((void *)s->start, 0, s->npages << 12);
-            td_pageheap_free(s, unback);
+            td_pageheap_free(s, unback, 0);
             live[k] = NULL;
         } else {
             size_t np = 1 + test_rand(&seed) % (test_rand(&seed) % 8 ? 16 : 600);
@@ -76,13 +77,13 @@ int main(int argc, char **argv)
 
     /* Resize in place: shrink gives a tail back, grow takes the neighbour. */
     for (int k = 0; k < LIVE; k++)
-        if (live[k]) { td_pageheap_free(live[k], false); live[k] = NULL; }
+        if (live[k]) { td_pageheap_free(live[k], false, 0); live[k] = NULL; }
     span_t *a = td_pageheap_alloc(64, 1, TD_SPAN_LARGE);
     CHECK(a && td_pageheap_resize(a, 16) && a->npages == 16);
     CHECK(td_pageheap_resize(a, 80) && a->npages == 80);
     CHECK(td_pagemap_get((void *)(a->start + (79 << 12))) == a);
     td_pageheap_validate();
-    td_pageheap_free(a, false);
+    td_pageheap_free(a, false, 0);
 
     /* Everything freed: each chunk is one free run again. */
     td_pageheap_stats_t st;
@@ -93,12 +94,43 @@ int main(int argc, char **argv)
 
     /* Release unbacks exactly the dirty bound it reports, in batches. */
     size_t before = fake_os_unbacked;
-    size_t r = td_pageheap_release(SIZE_MAX);
+    size_t r = td_pageheap_release(SIZE_MAX, 0, 0);
     CHECK(r == fake_os_unbacked - before);
     CHECK(r >= st.free_dirty);
     td_pageheap_stats(&st);
-    CHECK(st.free_dirty == 0 && td_pageheap_release(SIZE_MAX) == 0);
+    CHECK(st.free_dirty == 0 && td_pageheap_release(SIZE_MAX, 0, 0) == 0);
     td_pageheap_validate();
+
+    /* Decay: dirty runs go back oldest first, only once old enough, and a
+       byte budget stops it. Runs are kept apart by live spacers. */
+    {
+        span_t *run[4], *spacer[4];
+        for (int k = 0; k < 4; k++) {
+            run[k] = td_pageheap_alloc(8, 1, TD_SPAN_LARGE);
+            spacer[k] = td_pageheap_alloc(1, 1, TD_SPAN_LARGE);
+            CHECK(run[k] && spacer[k]);
+        }
+        uint32_t stamps[4] = { 2000, 3000, 1000, 4000 };   /* the oldest freed late */
+        for (int k = 0; k < 4; k++)
+            td_pageheap_free(run[k], false, stamps[k]);
+        td_pageheap_validate();
+        uint32_t oldest = 0;
+        CHECK(td_pageheap_dirty(&oldest) == (size_t)32 << 12 && oldest == 1000);
+        fake_os_ms = 3500;
+        /* Older than 1000 ms at 3500: the runs of 1000 and 2000 only. */
+        CHECK(td_pageheap_release(SIZE_MAX, 1000, 0) == (size_t)16 << 12);
+        CHECK(td_pageheap_dirty(&oldest) == (size_t)16 << 12 && oldest == 3000);
+        /* A budget of one page releases one page, from the oldest run. */
+        CHECK(td_pageheap_release(4096, 0, 0) == 4096);
+        CHECK(td_pageheap_dirty(&oldest) == (size_t)15 << 12 && oldest == 3000);
+        td_pageheap_validate();
+        CHECK(td_pageheap_release(SIZE_MAX, 0, 0) == (size_t)15 << 12);
+        CHECK(td_pageheap_dirty(NULL) == 0);
+        for (int k = 0; k < 4; k++)
+            td_pageheap_free(spacer[k], false, 0);
+        td_pageheap_validate();
+        fake_os_ms = 0;
+    }
 
     /* Out of memory: NULL, and the heap still consistent. */
     fake_os_fail_maps = 1000;

@@ -1,0 +1,238 @@
+/*
+ * release.c — the decay, the background thread and explicit release (see
+ * release.h).
+ *
+ * Sleep protocol (no lost wake-up, no fence on the allocator's hot paths):
+ * a thread that makes memory free to return (the heap layer's kick) does
+ * its write, a full fence, then reads bg_asleep; the background thread
+ * stores bg_asleep (sequentially consistent) and then looks for work once
+ * more before it sleeps on bg_seq. One of the two sees the other's write.
+ * A kick that finds it asleep bumps bg_seq and wakes it; one that finds no
+ * thread at all only raises bg_start_pending, and the next safepoint (a
+ * slow path holding no lock) creates the thread, since pthread_create may
+ * itself call malloc.
+ */
+#include "release.h"
+
+#include "conf.h"
+
+enum { BG_NONE = 0, BG_STARTING = 1, BG_RUNNING = 2 };
+
+static td_lock_t sweep_lock;          /* rank 0 */
+static int bg_state;                  /* BG_*; __atomic */
+static int bg_asleep = 1;             /* 1: a kick must wake or start it; __atomic */
+static int bg_seq;                    /* futex word the thread sleeps on */
+static int safepoint_work;            /* bit 0: start the thread; bit 1: run an inline pass */
+static uint32_t last_inline_pass;     /* td_os_now_ms() of the last inline pass */
+static size_t released_decay, released_explicit, passes;   /* __atomic adds; passes: background */
+
+#define WORK_START  1
+#define WORK_INLINE 2
+#define BATCH_BYTES (TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
+
+/* How long a pass may wait for the next: a quarter of the decay, so memory
+   goes back between decay and 1.25 decay after its last use. */
+static uint64_t tick_ns(void)
+{
+    uint64_t ms = td_conf.decay_ms / 4;
+    if (ms < 1)
+        ms = 1;
+    if (ms > 1000)
+        ms = 1000;
+    return ms * 1000000u;
+}
+
+/* One pass: sweep the heaps, then unback what has aged. Returns true if
+   something is left that a later pass may give back. */
+static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadline,
+                         size_t keep_bytes, size_t *released)
+{
+    size_t swept = 0;
+    td_lock(&sweep_lock);
+    bool pending = td_heap_sweep(older_than, &swept);
+    td_unlock(&sweep_lock);
+
+    size_t done = 0;
+    if (keep_bytes != 0) {
+        size_t dirty = td_pageheap_dirty(NULL);
+        size_t room = dirty > keep_bytes ? dirty - keep_bytes : 0;
+        if (room < max_bytes)
+            max_bytes = room;
+    }
+    while (done < max_bytes) {
+        size_t want = max_bytes - done < BATCH_BYTES ? max_bytes - done : BATCH_BYTES;
+        td_lock(&sweep_lock);
+        size_t r = td_pageheap_release(want, older_than, deadline);
+        td_unlock(&sweep_lock);
+        done += r;
+        if (r < want)
+            break;   /* nothing old enough left, or out of time */
+    }
+    *released = done;
+    return pending || td_pageheap_dirty(NULL) != 0;
+}
+
+/* Anything a pass could give back? Reads racily: used after announcing
+   sleep, where the kick protocol covers what it misses. */
+static bool work_exists(void)
+{
+    return td_pageheap_dirty(NULL) != 0 || td_heap_sweep_pending();
+}
+
+static void *bg_main(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        if (td_heap_attached() == 0) {
+            /* No thread of the program uses the allocator: do not be the
+               thread that keeps the process alive. A later kick restarts. */
+            __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
+            __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_SEQ_CST);
+            if (work_exists())
+                __atomic_or_fetch(&safepoint_work, WORK_START, __ATOMIC_RELAXED);
+            return NULL;
+        }
+        size_t r = 0;
+        bool pending = release_pass(td_conf.decay_ms, SIZE_MAX, 0, 0, &r);
+        __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&passes, 1, __ATOMIC_RELAXED);
+        int seq = __atomic_load_n(&bg_seq, __ATOMIC_SEQ_CST);
+        if (!pending) {
+            __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
+            if (!work_exists()) {
+                td_os_wait(&bg_seq, seq, 0);   /* until a kick */
+                __atomic_store_n(&bg_asleep, 0, __ATOMIC_SEQ_CST);
+                continue;
+            }
+            __atomic_store_n(&bg_asleep, 0, __ATOMIC_SEQ_CST);
+        }
+        td_os_wait(&bg_seq, seq, tick_ns());   /* kicks do not cut this short */
+    }
+}
+
+static void bg_start(void)
+{
+    int none = BG_NONE;
+    if (!__atomic_compare_exchange_n(&bg_state, &none, BG_STARTING, false,
+                                     __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;   /* running, or another thread (or this one, re-entered
+                     through pthread_create's own malloc) is starting it */
+    __atomic_store_n(&bg_asleep, 0, __ATOMIC_SEQ_CST);
+    if (td_os_thread_start(bg_main, "tide-release")) {
+        __atomic_store_n(&bg_state, BG_RUNNING, __ATOMIC_RELEASE);
+        return;
+    }
+    /* No thread (resource limits): slow paths do the work instead. */
+    td_conf.background = false;
+    __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_RELEASE);
+    __atomic_or_fetch(&safepoint_work, WORK_INLINE, __ATOMIC_RELAXED);
+}
+
+static TIDE_NOINLINE void kick_slow(void)
+{
+    if (!td_conf.background) {
+        if (!(__atomic_load_n(&safepoint_work, __ATOMIC_RELAXED) & WORK_INLINE))
+            __atomic_or_fetch(&safepoint_work, WORK_INLINE, __ATOMIC_RELAXED);
+        return;
+    }
+    /* One kicker acts; the rest see bg_asleep already cleared. */
+    if (__atomic_exchange_n(&bg_asleep, 0, __ATOMIC_SEQ_CST) == 0)
+        return;
+    int st = __atomic_load_n(&bg_state, __ATOMIC_SEQ_CST);
+    if (st == BG_RUNNING) {
+        __atomic_add_fetch(&bg_seq, 1, __ATOMIC_SEQ_CST);
+        td_os_wake(&bg_seq, 1);
+    } else if (st == BG_NONE) {
+        __atomic_or_fetch(&safepoint_work, WORK_START, __ATOMIC_RELAXED);
+    }
+}
+
+static void release_kick(void)
+{
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (TIDE_UNLIKELY(__atomic_load_n(&bg_asleep, __ATOMIC_RELAXED)))
+        kick_slow();
+}
+
+static TIDE_NOINLINE void safepoint_slow(int work)
+{
+    if (work & WORK_START) {
+        __atomic_and_fetch(&safepoint_work, ~WORK_START, __ATOMIC_RELAXED);
+        if (td_conf.background)
+            bg_start();
+    }
+    if (work & WORK_INLINE) {
+        uint32_t now = td_os_now_ms();
+        uint32_t last = __atomic_load_n(&last_inline_pass, __ATOMIC_RELAXED);
+        if (td_ms_since(last, now) * (uint64_t)1000000 < tick_ns())
+            return;
+        if (!__atomic_compare_exchange_n(&last_inline_pass, &last, now, false,
+                                         __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+            return;   /* another thread runs this one */
+        __atomic_and_fetch(&safepoint_work, ~WORK_INLINE, __ATOMIC_RELAXED);
+        size_t r = 0;
+        /* A small budget: this is some caller's malloc or free. */
+        bool pending = release_pass(td_conf.decay_ms, 2 * BATCH_BYTES, 0, 0, &r);
+        __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
+        if (pending)
+            __atomic_or_fetch(&safepoint_work, WORK_INLINE, __ATOMIC_RELAXED);
+    }
+}
+
+static void release_safepoint(bool freeing)
+{
+    int work = __atomic_load_n(&safepoint_work, __ATOMIC_RELAXED);
+    if (TIDE_UNLIKELY(freeing) && td_conf.background &&
+        __atomic_load_n(&bg_state, __ATOMIC_RELAXED) == BG_NONE)
+        work |= WORK_START;   /* this free is about to give it work */
+    if (TIDE_UNLIKELY(work != 0))
+        safepoint_slow(work);
+}
+
+static void release_fork(int phase)
+{
+    if (phase == 0) {
+        td_lock(&sweep_lock);
+    } else if (phase == 1) {
+        td_unlock(&sweep_lock);
+    } else {
+        /* The child has no background thread; it gets one when it has
+           something to return (the inherited free memory counts). */
+        td_lock_reset(&sweep_lock);
+        bool had = __atomic_load_n(&bg_state, __ATOMIC_RELAXED) != BG_NONE;
+        __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_RELAXED);
+        __atomic_store_n(&bg_asleep, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&bg_seq, 0, __ATOMIC_RELAXED);
+        if (had)
+            __atomic_or_fetch(&safepoint_work, WORK_START, __ATOMIC_RELAXED);
+    }
+}
+
+__attribute__((constructor)) void td_release_init(void)
+{
+    td_heap_kick = release_kick;
+    td_heap_safepoint = release_safepoint;
+    td_heap_fork_hook = release_fork;
+}
+
+size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes)
+{
+    td_release_init();
+    td_global_init();
+    uint64_t deadline = max_usec ? td_os_now_ns() + max_usec * 1000u : 0;
+    td_heap_trim_local();
+    size_t r = 0;
+    release_pass(0, max_bytes, deadline, keep_bytes, &r);
+    __atomic_add_fetch(&released_explicit, r, __ATOMIC_RELAXED);
+    release_safepoint(false);
+    return r;
+}
+
+void td_release_stats(td_release_stats_t *st)
+{
+    td_release_init();
+    st->released_decay = __atomic_load_n(&released_decay, __ATOMIC_RELAXED);
+    st->released_explicit = __atomic_load_n(&released_explicit, __ATOMIC_RELAXED);
+    st->passes = __atomic_load_n(&passes, __ATOMIC_RELAXED);
+    st->bg_running = __atomic_load_n(&bg_state, __ATOMIC_RELAXED) != BG_NONE;
+}
