@@ -59,6 +59,9 @@ bool td_slab_extend(span_t *s)
 uint32_t td_slab_collect(span_t *s)
 {
     void *r = __atomic_exchange_n(&s->remote, NULL, __ATOMIC_ACQ_REL);
+    /* The sweeper's cached count is for a list that is gone: the same head
+       address may come back (an object reused and remote-freed again). */
+    s->swept_head = NULL;
     if (r == NULL)
         return 0;
     uint32_t n = 1;

@@ -139,13 +139,25 @@ selected() { # NAME
 }
 
 # ---- building ----------------------------------------------------------
+# newer_than_headers BIN DIR: BIN is newer than every header in DIR (the
+# helpers a group shares, e.g. tests/release/release.h).
+newer_than_headers() {
+    local h
+    for h in "$2"/*.h; do
+        [ -e "$h" ] || continue
+        [ "$1" -nt "$h" ] || return 1
+    done
+    return 0
+}
+
 # compile SRC BIN [extra args...]: builds BIN when missing or out of date;
 # compiler output goes to the log.  Returns non-zero on failure.
 compile() {
     local src=$1 bin=$2 log=$3
     shift 3
     if [ -x "$bin" ] && [ "$bin" -nt "$src" ] && [ "$bin" -nt tests/lib/th.h ] &&
-        [ "$bin" -nt "$ROOT/tests/run.sh" ] && { [ $# -eq 0 ] || [ "$bin" -nt "$STATIC" ]; }; then
+        [ "$bin" -nt "$ROOT/tests/run.sh" ] && { [ $# -eq 0 ] || [ "$bin" -nt "$STATIC" ]; } &&
+        newer_than_headers "$bin" "$(dirname "$src")"; then
         return 0
     fi
     # shellcheck disable=SC2086
@@ -281,7 +293,7 @@ for src in "${unit_tests[@]}"; do
     fi
 done
 
-for src in tests/api/*.c tests/stress/*.c; do
+for src in tests/api/*.c tests/stress/*.c tests/release/*.c; do
     group=$(basename "$(dirname "$src")")
     prog=$(basename "$src" .c)
     name=$group/$prog

@@ -1,0 +1,187 @@
+/* TIDEMALLOC_CONF: read once at init; bad keys are warned about and ignored.
+ *
+ * Each case runs a child (a sub of this program) with the variable set and
+ * captures its stdout and stderr:
+ *
+ *   t_conf_three_bad     decay_ms:abc,bogus:1,background:maybe gives exactly
+ *                        three lines starting "tidemalloc: TIDEMALLOC_CONF:",
+ *                        one naming each key, no other allocator line; the
+ *                        child runs normally and exits 0, with the defaults
+ *                        (the background thread starts once it frees)
+ *   t_conf_each_bad      one malformed or unknown key at a time (empty value,
+ *                        negative or trailing junk, unknown purge mode, no
+ *                        colon, unknown key): exactly one warning naming it
+ *   t_conf_valid         valid settings print nothing, and background
+ *                        false/0/true/1 decides whether the thread appears
+ *   t_conf_bad_and_good  bogus:1,background:false: one warning, and the
+ *                        valid key still applies (no thread)
+ */
+#include "release.h"
+
+#define PREFIX "tidemalloc: TIDEMALLOC_CONF:"
+
+/* The child: allocates and frees, then checks the background thread against
+   REL_EXPECT_BG (1: appears within 10 s, 0: absent after 300 ms). */
+static int sub_conf_child(void)
+{
+    static rel_burst_t b;
+    rel_burst_init(&b, 8 * MIB);
+    rel_burst_alloc(&b, 8 * MIB, 1, true);
+    rel_burst_verify(&b);
+    rel_burst_free(&b);
+    rel_burst_done(&b);
+    const char *e = getenv("REL_EXPECT_BG");
+    if (e && strcmp(e, "1") == 0)
+        CHECKF(rel_wait_bg(10000) == 1, "no tide-release thread 10 s after freeing 8 MiB "
+                                        "(background should be on)");
+    if (e && strcmp(e, "0") == 0) {
+        rel_sleep_ms(300);
+        CHECKF(rel_bg_threads() == 0, "a tide-release thread, with background off");
+    }
+    printf("conf child done\n");
+    return 0;
+}
+
+static int count_lines(const char *out, const char *prefix)
+{
+    int n = 0;
+    size_t k = strlen(prefix);
+    for (const char *s = out; *s;) {
+        if (strncmp(s, prefix, k) == 0)
+            n++;
+        const char *nl = strchr(s, '\n');
+        if (!nl)
+            break;
+        s = nl + 1;
+    }
+    return n;
+}
+
+/* Whether a line starting with prefix contains word. */
+static bool line_names(const char *out, const char *prefix, const char *word)
+{
+    size_t k = strlen(prefix);
+    for (const char *s = out; *s;) {
+        const char *nl = strchr(s, '\n');
+        size_t len = nl ? (size_t)(nl - s) : strlen(s);
+        if (strncmp(s, prefix, k) == 0) {
+            char line[512];
+            if (len >= sizeof line)
+                len = sizeof line - 1;
+            memcpy(line, s, len);
+            line[len] = '\0';
+            if (strstr(line, word))
+                return true;
+        }
+        if (!nl)
+            break;
+        s = nl + 1;
+    }
+    return false;
+}
+
+static void flat(const char *out, char *buf, size_t size)
+{
+    size_t k = 0;
+    for (; out[k] && k + 1 < size; k++)
+        buf[k] = out[k];
+    buf[k] = '\0';
+    for (char *c = buf; *c; c++)
+        if (*c == '\n')
+            *c = '|';
+}
+
+/* Runs the child with conf; checks exit 0, the number of warnings and that
+   each of keys is named by one. expect_bg: "1", "0" or NULL. */
+static void run_conf(const char *conf, int nwarn, const char *const *keys,
+                     const char *expect_bg)
+{
+    static rel_run_t r;
+    if (expect_bg)
+        setenv("REL_EXPECT_BG", expect_bg, 1);
+    else
+        unsetenv("REL_EXPECT_BG");
+    rel_spawn(&r, "sub_conf_child", conf, 30);
+    rel_expect_ok(&r, "sub_conf_child", conf);
+    char out[700];
+    flat(r.out, out, sizeof out);
+    CHECKF(strstr(r.out, "conf child done\n") != NULL,
+           "TIDEMALLOC_CONF=%s: the child did not run to its end: \"%s\"", conf, out);
+    int n = count_lines(r.out, PREFIX);
+    CHECKF(n == nwarn, "TIDEMALLOC_CONF=%s: %d lines starting \"" PREFIX "\", want %d: \"%s\"",
+           conf, n, nwarn, out);
+    int all = count_lines(r.out, "tidemalloc:");
+    CHECKF(all == nwarn, "TIDEMALLOC_CONF=%s: %d lines starting \"tidemalloc:\", want %d: \"%s\"",
+           conf, all, nwarn, out);
+    for (int i = 0; keys && keys[i]; i++)
+        CHECKF(line_names(r.out, PREFIX, keys[i]),
+               "TIDEMALLOC_CONF=%s: no warning names the key \"%s\": \"%s\"", conf, keys[i],
+               out);
+}
+
+static void t_conf_three_bad(void)
+{
+    rel_need_tide();
+    static const char *const keys[] = {"decay_ms", "bogus", "background", NULL};
+    run_conf("decay_ms:abc,bogus:1,background:maybe", 3, keys, "1");
+}
+
+static void t_conf_each_bad(void)
+{
+    rel_need_tide();
+    static const struct {
+        const char *conf, *key;
+    } cases[] = {
+        {"decay_ms:", "decay_ms"},          {"decay_ms:-5", "decay_ms"},
+        {"decay_ms:12abc", "decay_ms"},     {"purge:madvise", "purge"},
+        {"background:yes please", "background"}, {"background", "background"},
+        {"nosuchkey:0", "nosuchkey"},       {"decay_ms:100,colour:red", "colour"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const char *keys[] = {cases[i].key, NULL};
+        run_conf(cases[i].conf, 1, keys, NULL);
+    }
+}
+
+static void t_conf_valid(void)
+{
+    rel_need_tide();
+    static const struct {
+        const char *conf, *bg;
+    } cases[] = {
+        {"decay_ms:100,background:false,purge:free", "0"},
+        {"decay_ms:0", "1"},
+        {"background:true,purge:dontneed", "1"},
+        {"background:1", "1"},
+        {"background:0", "0"},
+        {"decay_ms:500,purge:free", "1"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        run_conf(cases[i].conf, 0, NULL, cases[i].bg);
+    run_conf(NULL, 0, NULL, "1");
+}
+
+static void t_conf_bad_and_good(void)
+{
+    rel_need_tide();
+    static const char *const keys[] = {"bogus", NULL};
+    run_conf("bogus:1,background:false", 1, keys, "0");
+}
+
+static const th_test_t tests[] = {
+    TH_TEST(t_conf_three_bad),
+    TH_TEST(t_conf_each_bad),
+    TH_TEST(t_conf_valid),
+    TH_TEST(t_conf_bad_and_good),
+    TH_END,
+};
+
+static const rel_sub_t subs[] = {
+    REL_SUB(sub_conf_child),
+    REL_SUB_END,
+};
+
+int main(int argc, char **argv)
+{
+    return rel_main(argc, argv, tests, subs);
+}

@@ -1,0 +1,200 @@
+/* Decay: free memory goes back to the OS on its own, with no allocator call.
+ *
+ * Each test runs a sub with TIDEMALLOC_CONF=decay_ms:100.  The sub allocates
+ * about 256 MiB (small 16..1024 B, 64 KiB, 1 MiB), touches all of it, frees
+ * it all, then makes no allocator call at all while it polls RSS
+ * (/proc/self/statm): RSS must fall back to within 32 MiB of its value
+ * before the burst within 10 s (the spec: within decay_ms + decay_ms/4).
+ *
+ *   t_decay_main         the burst is allocated and freed by the main thread
+ *   t_decay_idle_owner   thread A allocates, then blocks on a condition
+ *                        variable; thread B frees every block (all frees
+ *                        remote) and blocks too: nobody calls the allocator
+ *   t_decay_slow_path    background:false: no thread, so nothing is
+ *                        released while the program sleeps; allocator slow
+ *                        paths (1 MiB malloc/free) then release it
+ */
+#include "release.h"
+
+enum { BURST_MIB = 256, SLACK_MIB = 32, DEADLINE_MS = 10000 };
+
+/* Polls RSS without calling the allocator until it is at most target;
+   returns the last value. */
+static long wait_rss_below(long target, unsigned deadline_ms)
+{
+    uint64_t end = rel_now_ms() + deadline_ms;
+    long rss;
+    while ((rss = rel_rss()) > target && rel_now_ms() < end)
+        rel_sleep_ms(20);
+    return rss;
+}
+
+static void report_stuck(const char *what, long rss0, long peak, long rss)
+{
+    rel_stats_t st;
+    bool have = rel_stats_try(&st);
+    TH_FAIL("%s: RSS %ld MiB before the burst, %ld MiB at its peak, still %ld MiB "
+            "%u s after freeing everything (want <= %ld MiB); pageheap_dirty %zu MiB, "
+            "small_free %zu MiB, released %zu MiB%s released_decay %zu MiB, "
+            "bg_wakeups %zu, bg_running %d, tide-release threads %d",
+            what, REL_MIB(rss0), REL_MIB(peak), REL_MIB(rss), DEADLINE_MS / 1000,
+            REL_MIB(rss0) + SLACK_MIB, REL_MIB(st.pageheap_dirty), REL_MIB(st.small_free),
+            REL_MIB(st.released), have ? "," : " (no release-engine stats),",
+            REL_MIB(st.released_decay), st.bg_wakeups, st.bg_running, rel_bg_threads());
+}
+
+static int sub_main_thread(void)
+{
+    static rel_burst_t b;
+    free(th_launder(malloc(100))); /* init */
+    rel_burst_init(&b, BURST_MIB * MIB);
+    long rss0 = rel_rss();
+    rel_burst_alloc(&b, BURST_MIB * MIB, th_seed(1), false);
+    long peak = rel_rss();
+    CHECKF(peak - rss0 >= (long)(BURST_MIB * MIB) * 3 / 4,
+           "the burst did not raise RSS: %ld -> %ld MiB", REL_MIB(rss0), REL_MIB(peak));
+    rel_burst_free(&b);
+    rel_burst_done(&b);
+    /* From here: no allocator call until the verdict. */
+    long rss = wait_rss_below(rss0 + (long)(SLACK_MIB * MIB), DEADLINE_MS);
+    if (rss > rss0 + (long)(SLACK_MIB * MIB))
+        report_stuck("freed by the main thread", rss0, peak, rss);
+    return 0;
+}
+
+/* ---- idle owner --------------------------------------------------------- */
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int phase; /* 0 start, 1 A allocated, 2 B freed, 3 all may exit */
+static rel_burst_t shared_burst;
+
+static void wait_phase(int want)
+{
+    pthread_mutex_lock(&mu);
+    while (phase < want)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+static void set_phase(int p)
+{
+    pthread_mutex_lock(&mu);
+    phase = p;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void *owner_a(void *arg)
+{
+    (void)arg;
+    rel_burst_alloc(&shared_burst, BURST_MIB * MIB, th_seed(2), false);
+    set_phase(1);
+    wait_phase(3); /* idle: blocked, no allocator call, until the end */
+    return NULL;
+}
+
+static void *freer_b(void *arg)
+{
+    (void)arg;
+    wait_phase(1);
+    rel_burst_free(&shared_burst);
+    set_phase(2);
+    wait_phase(3);
+    return NULL;
+}
+
+static int sub_idle_owner(void)
+{
+    free(th_launder(malloc(100)));
+    rel_burst_init(&shared_burst, BURST_MIB * MIB);
+    pthread_t a, bt;
+    long rss0 = rel_rss();
+    /* Threads first: creating one may allocate (its TLS). */
+    CHECK(pthread_create(&bt, NULL, freer_b, NULL) == 0);
+    CHECK(pthread_create(&a, NULL, owner_a, NULL) == 0);
+    wait_phase(1);
+    long peak = rel_rss();
+    CHECKF(peak - rss0 >= (long)(BURST_MIB * MIB) * 3 / 4,
+           "the burst did not raise RSS: %ld -> %ld MiB", REL_MIB(rss0), REL_MIB(peak));
+    wait_phase(2);
+    rel_burst_done(&shared_burst);
+    long rss = wait_rss_below(rss0 + (long)(SLACK_MIB * MIB), DEADLINE_MS);
+    if (rss > rss0 + (long)(SLACK_MIB * MIB))
+        report_stuck("allocated by A, freed by B, both idle", rss0, peak, rss);
+    set_phase(3);
+    CHECK(pthread_join(a, NULL) == 0);
+    CHECK(pthread_join(bt, NULL) == 0);
+    return 0;
+}
+
+/* ---- background:false ----------------------------------------------- */
+
+static int sub_slow_path(void)
+{
+    static rel_burst_t b;
+    free(th_launder(malloc(100)));
+    rel_burst_init(&b, 128 * MIB);
+    long rss0 = rel_rss();
+    rel_burst_alloc(&b, 128 * MIB, th_seed(3), false);
+    long peak = rel_rss();
+    rel_burst_free(&b);
+    rel_burst_done(&b);
+    /* No thread may exist, at any point. */
+    rel_sleep_ms(300);
+    CHECKF(rel_bg_threads() == 0, "background:false, yet a tide-release thread exists");
+    /* Slow-path calls: large blocks (page heap), after the decay time. */
+    uint64_t end = rel_now_ms() + DEADLINE_MS;
+    long rss;
+    while ((rss = rel_rss()) > rss0 + (long)(SLACK_MIB * MIB) && rel_now_ms() < end) {
+        for (int i = 0; i < 4; i++) {
+            void *p = malloc(th_opaque(MIB + (size_t)i * 8192));
+            CHECK(p != NULL);
+            memset(p, 1, 4096);
+            th_use(p);
+            free(p);
+        }
+        rel_sleep_ms(20);
+    }
+    CHECKF(rel_bg_threads() == 0, "background:false, yet a tide-release thread exists");
+    if (rss > rss0 + (long)(SLACK_MIB * MIB))
+        report_stuck("background:false, slow paths for 10 s", rss0, peak, rss);
+    return 0;
+}
+
+static void t_decay_main(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_main_thread", "decay_ms:100", 40);
+}
+
+static void t_decay_idle_owner(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_idle_owner", "decay_ms:100", 40);
+}
+
+static void t_decay_slow_path(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_slow_path", "decay_ms:100,background:false", 40);
+}
+
+static const th_test_t tests[] = {
+    TH_TEST(t_decay_main),
+    TH_TEST(t_decay_idle_owner),
+    TH_TEST(t_decay_slow_path),
+    TH_END,
+};
+
+static const rel_sub_t subs[] = {
+    REL_SUB(sub_main_thread),
+    REL_SUB(sub_idle_owner),
+    REL_SUB(sub_slow_path),
+    REL_SUB_END,
+};
+
+int main(int argc, char **argv)
+{
+    return rel_main(argc, argv, tests, subs);
+}

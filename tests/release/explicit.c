@@ -1,0 +1,431 @@
+/* Explicit release: tide_release(max_bytes, max_usec) and malloc_trim(pad).
+ *
+ * Every sub runs with TIDEMALLOC_CONF=background:false,decay_ms:600000, so
+ * that nothing is released behind the test's back (no thread, and nothing is
+ * old enough for the slow paths to release): what the calls return can be
+ * compared with the RSS drop measured around them.
+ *
+ *   t_release_all        after ~128 MiB is allocated and freed,
+ *                        tide_release(SIZE_MAX, 0) returns within 10% (or
+ *                        4 MiB) of the RSS drop, and a second call ~0
+ *   t_release_bounded    tide_release(1 MiB, 0) releases something, at most
+ *                        2 MiB (one 1 MiB batch of overshoot)
+ *   t_release_time_budget  tide_release(SIZE_MAX, 1) in a loop makes
+ *                        progress (a call may stop after one batch, but
+ *                        not before it) and adds up to the RSS drop, with
+ *                        eight idle threads' heaps to sweep too
+ *   t_release_idle_thread  objects of an idle thread, freed by another:
+ *                        tide_release from a third releases their slabs
+ *   t_release_reused_remote  a slab whose remote list was counted by one
+ *                        release, then collected, and whose object heads
+ *                        the remote list again, is not released while
+ *                        another of its objects is live
+ *   t_malloc_trim        malloc_trim(0) returns 1 when something was
+ *                        released, 0 when nothing was left; malloc_trim(pad)
+ *                        keeps about pad bytes
+ */
+#include "release.h"
+
+#define CONF "background:false,decay_ms:600000"
+
+static long max_l(long a, long b)
+{
+    return a > b ? a : b;
+}
+
+/* |got - want| within 10% of want or 4 MiB. */
+static bool near(long got, long want)
+{
+    long d = got > want ? got - want : want - got;
+    return d <= max_l(want / 10, (long)(4 * MIB));
+}
+
+/* Allocates and frees about mib MiB in the main thread. */
+static void burst(size_t mib, uint64_t salt)
+{
+    static rel_burst_t b;
+    rel_burst_init(&b, mib * MIB);
+    rel_burst_alloc(&b, mib * MIB, th_seed(salt), false);
+    rel_burst_free(&b);
+    rel_burst_done(&b);
+}
+
+static int sub_release_all(void)
+{
+    rel_release(SIZE_MAX, 0);
+    long rss0 = rel_rss();
+    burst(128, 1);
+    long before = rel_rss();
+    CHECKF(before - rss0 >= (long)(48 * MIB),
+           "128 MiB allocated and freed, RSS %ld -> %ld MiB: freed memory left "
+           "RSS though nothing should release it yet",
+           REL_MIB(rss0), REL_MIB(before));
+    size_t r = rel_release(SIZE_MAX, 0);
+    long after = rel_rss();
+    long drop = before - after;
+    CHECKF(drop >= (long)(48 * MIB), "tide_release(SIZE_MAX, 0): RSS %ld -> %ld MiB",
+           REL_MIB(before), REL_MIB(after));
+    CHECKF(near((long)r, drop),
+           "tide_release(SIZE_MAX, 0) = %zu KiB, but RSS fell by %ld KiB", r / KIB,
+           drop / (long)KIB);
+    size_t r2 = rel_release(SIZE_MAX, 0);
+    CHECKF(r2 <= 64 * KIB, "tide_release(SIZE_MAX, 0) right after another = %zu KiB",
+           r2 / KIB);
+    rel_stats_t st;
+    rel_stats(&st);
+    CHECKF(st.bg_running == 0 && rel_bg_threads() == 0,
+           "background:false: bg_running %d, %d tide-release threads", st.bg_running,
+           rel_bg_threads());
+    return 0;
+}
+
+static int sub_release_bounded(void)
+{
+    rel_release(SIZE_MAX, 0);
+    burst(64, 2);
+    long before = rel_rss();
+    size_t r = rel_release(MIB, 0);
+    long after = rel_rss();
+    CHECKF(r > 0, "tide_release(1 MiB, 0) released nothing with ~64 MiB free");
+    CHECKF(r <= 2 * MIB, "tide_release(1 MiB, 0) = %zu KiB, want <= 2048", r / KIB);
+    CHECKF(before - after <= (long)(2 * MIB + 512 * KIB),
+           "tide_release(1 MiB, 0): RSS fell by %ld KiB", (before - after) / (long)KIB);
+    /* Small steps too. */
+    for (int i = 0; i < 20; i++) {
+        size_t s = rel_release(4096, 0);
+        CHECKF(s <= MIB + 4096, "tide_release(4096, 0) = %zu KiB", s / KIB);
+    }
+    size_t rest = rel_release(SIZE_MAX, 0);
+    CHECKF(rest >= 8 * MIB, "the rest after small releases: %zu KiB", rest / KIB);
+    CHECKF(rel_release(SIZE_MAX, 0) <= 64 * KIB, "tide_release found more after all");
+    return 0;
+}
+
+/* Threads that allocated in many size classes, then wait idle: their heaps
+   make each sweep of the heaps take a while. */
+static pthread_mutex_t idle_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t idle_cv = PTHREAD_COND_INITIALIZER;
+static int idle_go, idle_ready;
+
+static void *idle_heap(void *arg)
+{
+    (void)arg;
+    void *p[64];
+    for (int i = 0; i < 64; i++)
+        p[i] = malloc((size_t)i * 256 + 8);
+    for (int i = 0; i < 64; i += 2)
+        free(p[i]);
+    pthread_mutex_lock(&idle_mu);
+    idle_ready++;
+    pthread_cond_broadcast(&idle_cv);
+    while (!idle_go)
+        pthread_cond_wait(&idle_cv, &idle_mu);
+    pthread_mutex_unlock(&idle_mu);
+    for (int i = 1; i < 64; i += 2)
+        free(p[i]);
+    return NULL;
+}
+
+static int sub_release_time_budget(void)
+{
+    enum { NIDLE = 8 };
+    pthread_t t[NIDLE];
+    for (int i = 0; i < NIDLE; i++)
+        CHECK(pthread_create(&t[i], NULL, idle_heap, NULL) == 0);
+    pthread_mutex_lock(&idle_mu);
+    while (idle_ready < NIDLE)
+        pthread_cond_wait(&idle_cv, &idle_mu);
+    pthread_mutex_unlock(&idle_mu);
+    rel_release(SIZE_MAX, 0);
+    burst(96, 3);
+    long before = rel_rss();
+    size_t sum = 0, calls = 0;
+    int zeros = 0;
+    while (zeros < 5 && calls < 100000) {
+        size_t r = rel_release(SIZE_MAX, 1);
+        sum += r;
+        calls++;
+        zeros = r ? 0 : zeros + 1;
+    }
+    long after = rel_rss();
+    size_t left = rel_release(SIZE_MAX, 0);
+    CHECKF(left <= 64 * KIB,
+           "tide_release(SIZE_MAX, 1) returned 0 five times in a row (after %zu "
+           "calls, %zu KiB) while %zu KiB were left to release",
+           calls, sum / KIB, left / KIB);
+    CHECKF(before - after >= (long)(32 * MIB), "RSS %ld -> %ld MiB", REL_MIB(before),
+           REL_MIB(after));
+    CHECKF(near((long)sum, before - after),
+           "%zu calls of tide_release(SIZE_MAX, 1) returned %zu KiB in all, RSS fell "
+           "by %ld KiB",
+           calls, sum / KIB, (before - after) / (long)KIB);
+    pthread_mutex_lock(&idle_mu);
+    idle_go = 1;
+    pthread_cond_broadcast(&idle_cv);
+    pthread_mutex_unlock(&idle_mu);
+    for (int i = 0; i < NIDLE; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    return 0;
+}
+
+/* ---- an idle owner ------------------------------------------------------- */
+
+enum { IDLE_N = 64 * 1024, IDLE_SIZE = 1024 }; /* 64 MiB of small blocks */
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+static int phase;
+static void **idle_blocks;
+
+static void set_phase(int p)
+{
+    pthread_mutex_lock(&mu);
+    phase = p;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+}
+
+static void wait_phase(int p)
+{
+    pthread_mutex_lock(&mu);
+    while (phase < p)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+static void *idle_owner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < IDLE_N; i++) {
+        idle_blocks[i] = malloc(IDLE_SIZE);
+        if (idle_blocks[i] == NULL)
+            abort();
+        memset(idle_blocks[i], i, IDLE_SIZE);
+    }
+    set_phase(1);
+    wait_phase(2); /* no allocator call until the test is over */
+    return NULL;
+}
+
+static int sub_release_idle_thread(void)
+{
+    idle_blocks = rel_map(IDLE_N * sizeof *idle_blocks);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, idle_owner, NULL) == 0);
+    wait_phase(1);
+    rel_release(SIZE_MAX, 0);
+    for (int i = 0; i < IDLE_N; i++) /* every free remote */
+        free(idle_blocks[i]);
+    long before = rel_rss();
+    size_t r = rel_release(SIZE_MAX, 0);
+    long after = rel_rss();
+    CHECKF(before - after >= (long)(48 * MIB) && r >= 48 * MIB,
+           "64 MiB of an idle thread's blocks freed by another thread: "
+           "tide_release(SIZE_MAX, 0) = %zu KiB, RSS %ld -> %ld MiB",
+           r / KIB, REL_MIB(before), REL_MIB(after));
+    CHECKF(near((long)r, before - after), "tide_release = %zu KiB, RSS fell by %ld KiB",
+           r / KIB, (before - after) / (long)KIB);
+    set_phase(2);
+    CHECK(pthread_join(t, NULL) == 0);
+    rel_check();
+    return 0;
+}
+
+/* ---- a slab's remote list reused ---------------------------------------- */
+/* The sweep must not take a slab with a live object for an abandoned one.
+   Owner O allocates a slab's worth and more of one class, keeps X, Y, Z of
+   the first slab and frees the rest; main frees Y then X (remote list
+   [X, Y]) and releases (the sweep sees 2 remote frees, 3 out: alive). O
+   allocates again: it collects X and Y and hands X out first; it frees all
+   but X; main frees X again (remote list [X] — the same head as before)
+   and releases. Z is still live: its slab must not be released. */
+
+enum { ABA_N = 4096, ABA_SIZE = 1000 };
+static void *aba_a[ABA_N], *aba_b[ABA_N];
+static void *aba_x, *aba_y, *aba_z;
+static int aba_found;
+static void (*owner_cmd)(void);
+static int cmd_seq, done_seq, owner_quit;
+
+static void *owner_loop(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&mu);
+    for (;;) {
+        while (cmd_seq == done_seq && !owner_quit)
+            pthread_cond_wait(&cv, &mu);
+        if (owner_quit)
+            break;
+        void (*fn)(void) = owner_cmd;
+        pthread_mutex_unlock(&mu);
+        fn();
+        pthread_mutex_lock(&mu);
+        done_seq = cmd_seq;
+        pthread_cond_broadcast(&cv);
+    }
+    pthread_mutex_unlock(&mu);
+    return NULL;
+}
+
+static void on_owner(void (*fn)(void))
+{
+    pthread_mutex_lock(&mu);
+    owner_cmd = fn;
+    cmd_seq++;
+    pthread_cond_broadcast(&cv);
+    while (done_seq != cmd_seq)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+}
+
+static void aba_step1(void)
+{
+    for (int i = 0; i < ABA_N; i++) {
+        aba_a[i] = malloc(ABA_SIZE);
+        CHECK(aba_a[i] != NULL);
+        th_fill(aba_a[i], ABA_SIZE, (uint64_t)i);
+    }
+    aba_x = aba_a[0];
+    aba_y = aba_a[1];
+    aba_z = aba_a[2];
+    for (int i = 3; i < ABA_N; i++)
+        free(aba_a[i]);
+}
+
+static void aba_step2(void)
+{
+    for (int i = 0; i < ABA_N; i++) {
+        aba_b[i] = malloc(ABA_SIZE);
+        CHECK(aba_b[i] != NULL);
+        if (aba_b[i] == aba_x)
+            aba_found = 1;
+        th_fill(aba_b[i], ABA_SIZE, (uint64_t)i + ABA_N);
+    }
+    for (int i = 0; i < ABA_N; i++)
+        if (aba_b[i] != aba_x)
+            free(aba_b[i]);
+}
+
+static int sub_release_reused_remote(void)
+{
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, owner_loop, NULL) == 0);
+    on_owner(aba_step1);
+    free(aba_y);
+    free(aba_x);
+    rel_release(SIZE_MAX, 0);
+    CHECK_PATTERN(aba_z, ABA_SIZE, 2);
+    on_owner(aba_step2);
+    if (aba_found) {
+        free(aba_x); /* the same object heads the remote list again */
+        rel_release(SIZE_MAX, 0);
+    } else {
+        printf("(the owner did not hand the collected object out again first)\n");
+    }
+    size_t bad = th_verify(aba_z, ABA_SIZE, 2);
+    CHECKF(bad == SIZE_MAX,
+           "a live block lost its contents (byte %zu reads %02x) after tide_release: "
+           "its slab was released while the object was out",
+           bad, ((unsigned char *)aba_z)[bad]);
+    pthread_mutex_lock(&mu);
+    owner_quit = 1;
+    pthread_cond_broadcast(&cv);
+    pthread_mutex_unlock(&mu);
+    CHECK(pthread_join(t, NULL) == 0);
+    free(aba_z);
+    if (!aba_found)
+        free(aba_x);
+    rel_check();
+    return 0;
+}
+
+static int sub_malloc_trim(void)
+{
+    rel_release(SIZE_MAX, 0);
+    CHECKF(malloc_trim(0) == 0, "malloc_trim(0) = 1 with nothing to release");
+    burst(32, 4);
+    CHECKF(malloc_trim(0) == 1, "malloc_trim(0) = 0 after freeing 32 MiB");
+    CHECKF(malloc_trim(0) == 0, "malloc_trim(0) = 1 right after another");
+
+    /* pad: keep that much free memory resident. */
+    burst(96, 5);
+    long before = rel_rss();
+    int rc = malloc_trim((size_t)1 << 40);
+    long after = rel_rss();
+    CHECKF(rc == 0, "malloc_trim(1 TiB) = %d with ~96 MiB free", rc);
+    CHECKF(before - after <= (long)(4 * MIB),
+           "malloc_trim(1 TiB) with ~96 MiB free: RSS %ld -> %ld MiB", REL_MIB(before),
+           REL_MIB(after));
+    before = rel_rss();
+    rc = malloc_trim(32 * MIB);
+    after = rel_rss();
+    CHECKF(rc == 1, "malloc_trim(32 MiB) = %d with ~96 MiB free", rc);
+    CHECKF(before - after >= (long)(40 * MIB) && before - after <= (long)(88 * MIB),
+           "malloc_trim(32 MiB) with ~96 MiB free: RSS %ld -> %ld MiB (want a ~64 MiB "
+           "drop)",
+           REL_MIB(before), REL_MIB(after));
+    CHECKF(malloc_trim(0) == 1, "malloc_trim(0) = 0 with the 32 MiB pad left");
+    CHECKF(malloc_trim(0) == 0, "malloc_trim(0) = 1 right after another");
+    return 0;
+}
+
+static void t_release_all(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_all", CONF, 40);
+}
+
+static void t_release_bounded(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_bounded", CONF, 40);
+}
+
+static void t_release_time_budget(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_time_budget", CONF, 40);
+}
+
+static void t_release_idle_thread(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_idle_thread", CONF, 40);
+}
+
+static void t_release_reused_remote(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_reused_remote", CONF, 40);
+}
+
+static void t_malloc_trim(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_malloc_trim", CONF, 40);
+}
+
+static const th_test_t tests[] = {
+    TH_TEST(t_release_all),
+    TH_TEST(t_release_bounded),
+    TH_TEST(t_release_time_budget),
+    TH_TEST(t_release_idle_thread),
+    TH_TEST(t_release_reused_remote),
+    TH_TEST(t_malloc_trim),
+    TH_END,
+};
+
+static const rel_sub_t subs[] = {
+    REL_SUB(sub_release_all),
+    REL_SUB(sub_release_bounded),
+    REL_SUB(sub_release_time_budget),
+    REL_SUB(sub_release_idle_thread),
+    REL_SUB(sub_release_reused_remote),
+    REL_SUB(sub_malloc_trim),
+    REL_SUB_END,
+};
+
+int main(int argc, char **argv)
+{
+    return rel_main(argc, argv, tests, subs);
+}
