@@ -149,7 +149,9 @@ static void heap_collect(heap_t *h)
         /* Read the link before collecting: once s->remote is empty another
            thread may push s onto the notify stack again, rewriting it. */
         list = s->notify_next;
-        s->used -= (int32_t)td_slab_collect(s);
+        /* Parked remote frees left the list but are still counted in used. */
+        s->used -= (int32_t)(td_slab_collect(s) + s->parked_remote);
+        s->parked_remote = 0;
         if (s->used & TD_SLAB_FULL_BIT)
             slab_unfull(h, s);
         if (s->used == 0)
@@ -189,6 +191,7 @@ static void *heap_refill(heap_t *h, unsigned c)
     if (s != &td_span_empty && td_slab_extend(s))   /* current: owner only */
         return td_slab_pop(s);
     td_lock(&h->lock);
+    h->refills++;
     heap_collect(h);
     s = h->cur[c];
     if (s->free != NULL) {
@@ -391,7 +394,134 @@ static bool slab_dead(span_t *s)
         s->swept_head = head;
         s->swept_count = n;
     }
-    return (int32_t)n == used;
+    return (int32_t)(n + s->parked_remote) == used;
+}
+
+/* ---- parking: unbacking free pages inside partly used slabs ----------- */
+
+#define PARK_MAX_OBJS 4096                 /* 16-byte objects in 16 pages */
+#define PARK_MAX_PAGES (64 * 3)            /* bits in span_t.parked */
+
+static inline uint32_t obj_index(const span_t *s, const void *p)
+{
+    return (uint32_t)((((uintptr_t)p - s->start) * s->recip) >> 32);
+}
+
+static inline bool page_parked(const span_t *s, size_t pg)
+{
+    return (s->parked[pg >> 6] >> (pg & 63)) & 1;
+}
+
+/* Walks a chain from head marking objects free in bits; returns its length.
+   The chain below head is stable: h->lock keeps the owner from popping or
+   collecting, and pushes only prepend. */
+static uint32_t mark_chain(const span_t *s, void *head, uint64_t *bits, uint32_t cap)
+{
+    uint32_t n = 0;
+    for (void *p = head; p != NULL; p = *(void **)p) {
+        uint32_t i = obj_index(s, p);
+        TIDE_CHECK(i < cap && ++n <= cap && "free chain leaves its slab");
+        bits[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+    return n;
+}
+
+/* Drops from the chain after head (kept) every object that starts in a
+   page of newly parked; returns how many. */
+static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *newly)
+{
+    uint32_t removed = 0;
+    void *prev = head;
+    if (prev == NULL)
+        return 0;
+    for (void *p = *(void **)prev; p != NULL;) {
+        void *next = *(void **)p;
+        size_t pg = ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT;
+        if ((newly[pg >> 6] >> (pg & 63)) & 1) {
+            removed++;
+        } else {
+            if (*(void **)prev != p)
+                *(void **)prev = p;
+            prev = p;
+        }
+        p = next;
+    }
+    if (*(void **)prev != NULL)
+        *(void **)prev = NULL;
+    return removed;
+}
+
+/* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
+   only free objects, except the pages of the two list heads, which only
+   the owner and remote freers may move. Their objects leave the lists
+   ("parked") until the slab is empty and goes back whole; fast_heap is
+   cleared so that every free into s takes the slow path, where a free of a
+   parked object is reported as the double free it is. Returns bytes. */
+static size_t slab_park(span_t *s)
+{
+    if (s->npages > PARK_MAX_PAGES)
+        return 0;
+    uint32_t cap = (uint32_t)(((uintptr_t)s->end - s->start) / s->obj_size);
+    if (cap > PARK_MAX_OBJS)
+        return 0;
+    if (s->state == TD_SLAB_FULL && __atomic_load_n(&s->free, __ATOMIC_RELAXED) != NULL)
+        return 0;   /* a local free is on its way to the slow path */
+    (void)__atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* the owner's earlier list writes */
+    void *f0 = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
+    void *r0 = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+    uint64_t bits[PARK_MAX_OBJS / 64];
+    memset(bits, 0, (cap + 63) / 64 * sizeof bits[0]);
+    uint32_t nf = mark_chain(s, f0, bits, cap);
+    uint32_t nr = mark_chain(s, r0, bits, cap);
+    if ((size_t)(nf + nr) * s->obj_size < 2 * TD_PAGE)
+        return 0;
+
+    size_t size = s->obj_size, objs_end = (size_t)cap * size;
+    size_t keep_f = f0 ? ((uintptr_t)f0 - s->start) >> TD_PAGE_SHIFT : SIZE_MAX;
+    size_t keep_r = r0 ? ((uintptr_t)r0 - s->start) >> TD_PAGE_SHIFT : SIZE_MAX;
+    uint64_t newly[3] = { 0, 0, 0 };
+    unsigned nnew = 0;
+    uint32_t starts = 0;   /* objects starting in the new pages */
+    for (size_t pg = 0; pg < s->npages; pg++) {
+        size_t lo = pg << TD_PAGE_SHIFT, hi = lo + TD_PAGE;
+        if (lo >= objs_end || pg == keep_f || pg == keep_r || page_parked(s, pg))
+            continue;
+        if (hi > objs_end)
+            hi = objs_end;
+        size_t first = lo / size, last = (hi - 1) / size;
+        bool all = true;
+        for (size_t i = first; i <= last && all; i++)
+            all = (bits[i >> 6] >> (i & 63)) & 1;
+        if (!all)
+            continue;
+        newly[pg >> 6] |= (uint64_t)1 << (pg & 63);
+        nnew++;
+        starts += (uint32_t)((hi - 1) / size - (lo + size - 1) / size + 1);
+    }
+    if (nnew == 0)
+        return 0;
+    uint32_t rf = unlink_parked(s, f0, newly);
+    uint32_t rr = unlink_parked(s, r0, newly);
+    TIDE_CHECK(rf + rr == starts && "parked objects not all on the lists");
+    s->parked_remote += rr;
+    s->swept_head = r0;
+    s->swept_count = nr - rr;
+    for (int w = 0; w < 3; w++)
+        s->parked[w] |= newly[w];
+    s->nparked = (uint16_t)(s->nparked + nnew);
+    __atomic_store_n(&s->fast_heap, NULL, __ATOMIC_RELAXED);
+    for (size_t pg = 0; pg < s->npages;) {
+        if (!((newly[pg >> 6] >> (pg & 63)) & 1)) {
+            pg++;
+            continue;
+        }
+        size_t run = 1;
+        while (pg + run < s->npages && ((newly[(pg + run) >> 6] >> ((pg + run) & 63)) & 1))
+            run++;
+        td_os_unback((void *)(s->start + (pg << TD_PAGE_SHIFT)), run << TD_PAGE_SHIFT);
+        pg += run;
+    }
+    return (size_t)nnew << TD_PAGE_SHIFT;
 }
 
 /* Takes one slab off h's notify stack. h->lock held: the only other
@@ -417,7 +547,8 @@ static void notify_splice(heap_t *h, span_t *first, span_t *last)
 
 #define SWEEP_ROUND 64   /* slabs examined per hold of a heap lock */
 
-static bool heap_sweep_one(heap_t *h, uint32_t older_than, size_t *released)
+static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
+                           size_t *released, size_t *unbacked)
 {
     if (__atomic_load_n(&h->pooled, __ATOMIC_RELAXED) &&
         __atomic_load_n(&h->notify, __ATOMIC_RELAXED) != NULL)
@@ -427,6 +558,13 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, size_t *released)
     uint32_t now = td_os_now_ms();
     uint32_t stamp = __atomic_load_n(&h->notify_stamp, __ATOMIC_RELAXED);
     bool pending = false;
+    if (h->refills != h->swept_refills) {
+        h->swept_refills = h->refills;
+        h->active_stamp = now;
+    }
+    /* Parking costs the owner page faults and slab capacity: only in
+       heaps idle for the decay time, or when the caller asks for all. */
+    bool park = td_ms_since(h->active_stamp, now) >= park_after;
     span_t *first = NULL, *last = NULL;
     for (int round = 0;; round++) {
         span_t *s = notify_pop(h);
@@ -440,6 +578,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, size_t *released)
             /* Unused since about the first remote free of the batch. */
             slab_release_at(s, stamp);
         } else {
+            if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL))
+                *unbacked += slab_park(s);
             s->notify_next = NULL;
             if (last == NULL)
                 first = s;
@@ -457,6 +597,21 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, size_t *released)
     }
     if (first != NULL)
         notify_splice(h, first, last);
+    if (park) {
+        unsigned n = 0;
+        for (unsigned c = 0; c < TD_NCLASSES; c++) {
+            for (span_t *s = h->partial[c]; s != NULL; s = s->next) {
+                *unbacked += slab_park(s);
+                if (++n % SWEEP_ROUND == 0) {
+                    /* The owner may reorder the lists meanwhile: start
+                       this class over (parking is idempotent). */
+                    td_unlock(&h->lock);
+                    td_lock(&h->lock);
+                    break;
+                }
+            }
+        }
+    }
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         span_t *s = h->spare[c];
         if (s == NULL)
@@ -485,11 +640,11 @@ bool td_heap_sweep_pending(void)
     return false;
 }
 
-bool td_heap_sweep(uint32_t older_than, size_t *released)
+bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t *released, size_t *unbacked)
 {
     bool pending = false;
     for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next)
-        pending |= heap_sweep_one(h, older_than, released);
+        pending |= heap_sweep_one(h, older_than, park_after, released, unbacked);
     return pending;
 }
 
@@ -618,9 +773,13 @@ void td_heap_free_slow(void *p, span_t *s, const char *who)
         td_heap_bad_free(p, s, who);
     switch (s->kind) {
     case TD_SPAN_SLAB:
-        /* Owned by another heap (or by a pooled one): a remote free. */
+        /* Owned by another heap (or by a pooled one), or a slab with
+           parked pages: a remote free. */
         if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
+        if (TIDE_UNLIKELY(__atomic_load_n(&s->nparked, __ATOMIC_RELAXED) != 0) &&
+            page_parked(s, ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT))
+            td_fatal("%s: double free of %p", who, p);   /* it was parked: free */
         if (td_slab_push_remote(s, p)) {
             heap_t *owner = s->heap;
             heap_notify(owner, s);

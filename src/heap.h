@@ -49,6 +49,9 @@ typedef struct heap_s {
     span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
     span_t *spare[TD_NCLASSES];     /* lock: one empty slab kept per class */
     td_lock_t lock;                 /* owner's slow paths; sweeps (trylock) */
+    uint32_t refills;               /* lock: slab refills so far (activity) */
+    uint32_t swept_refills;         /* lock: refills when a sweep last looked */
+    uint32_t active_stamp;          /* lock: when a sweep last saw refills change */
     /* Own cache line: other threads write it, the owner reads cur[] a lot. */
     span_t *notify __attribute__((aligned(64)));  /* any thread pushes, lock holder takes; __atomic only */
     uint32_t notify_stamp;          /* td_os_now_ms() of the push that found notify empty */
@@ -85,13 +88,15 @@ static inline void td_heap_free(void *p, const char *who)
     span_t *s = td_pagemap_get(p);
     heap_t *h = td_tls_heap;
     /* Only slabs have a heap, and no slab has td_heap_empty: one compare
-       screens NULL, foreign, LARGE, HUGE and remote frees. */
-    if (TIDE_LIKELY(s != NULL && s->heap == h)) {
+       screens NULL, foreign, LARGE, HUGE and remote frees, and frees into
+       slabs with parked pages (fast_heap NULL: the slow path checks them). */
+    if (TIDE_LIKELY(s != NULL && s->fast_heap == h)) {
         if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
         ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
         *(void **)p = s->free;
-        s->free = p;
+        /* Release (a plain store): a sweep reading the head sees the link. */
+        __atomic_store_n(&s->free, p, __ATOMIC_RELEASE);
         /* Signed: also negative while the slab is FULL (bit 31). Release:
            the free-list write above is visible to whoever reads this count
            (a sweep deciding the slab is dead); a plain store on x86. */
@@ -129,9 +134,14 @@ extern void (*td_heap_fork_hook)(int phase);
    the next sweep): gives back spare slabs unused for older_than ms (0: all
    of them) and dead slabs (every object freed by other threads), whatever
    their owner thread is doing. *released += bytes given to the page heap.
+   It also parks memory: in partly used slabs of heaps that made no refill
+   for park_after ms (0: every heap), the whole pages holding only free
+   objects are unbacked and their objects kept off the free lists until
+   the slab is empty (*unbacked += bytes); a heap lock is held across that
+   madvise, at most one slab's pages, so only that heap's owner can wait.
    Returns true if a heap still holds something a later sweep may give
    back (a young spare, remote frees not yet collected, a busy heap). */
-bool td_heap_sweep(uint32_t older_than, size_t *released);
+bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t *released, size_t *unbacked);
 /* A racy look for anything td_heap_sweep could give back (for deciding
    to sleep; the kick protocol covers what it misses). */
 bool td_heap_sweep_pending(void);

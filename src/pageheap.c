@@ -329,6 +329,7 @@ void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp)
     s->ndirty = unbacked ? 0 : s->npages;
     s->stamp = stamp;
     s->heap = NULL;
+    s->fast_heap = NULL;
     s->kind = TD_SPAN_FREE;
     free_locked(s);
     td_unlock(&ph.lock);
@@ -417,8 +418,8 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
 {
     size_t done = 0;
     while (done < max_bytes) {
-        if (deadline_ns != 0 && td_os_now_ns() >= deadline_ns)
-            break;
+        if (deadline_ns != 0 && done != 0 && td_os_now_ns() >= deadline_ns)
+            break;   /* between batches: a call always makes progress */
         td_lock(&ph.lock);
         span_t *s = ph.dirty_tail;   /* the oldest */
         if (s == NULL || (older_than != 0 && td_ms_since(s->stamp, td_os_now_ms()) < older_than)) {

@@ -52,6 +52,8 @@ typedef struct span_s {
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
     char *bump;                 /* slab: first object never handed out */
     char *end;                  /* slab: end of the object area */
+    struct heap_s *fast_heap;   /* slab: what the free fast path compares with the
+                                   caller's heap: heap, or NULL once pages are parked */
 
     /* Line 1: written by other threads. Apart from line 0 so that remote
        frees do not bounce the owner's hot line (false sharing). */
@@ -59,6 +61,9 @@ typedef struct span_s {
     struct span_s *notify_next; /* SLAB: link in the heap's notify stack */
     void *swept_head;           /* SLAB: remote head when the sweeper last counted it */
     uint32_t swept_count;       /* SLAB: how many objects hung from swept_head */
+    uint32_t parked_remote;     /* SLAB: remote-freed objects parked, not yet taken off used */
+    uint16_t nparked;           /* SLAB: pages unbacked under live objects' neighbours */
+    uint64_t parked[3];         /* SLAB: bit p: page p is parked (slabs of <= 192 pages) */
 
     /* Line 2: run fields, page heap (under its lock) and owner lists. */
     size_t npages __attribute__((aligned(64)));  /* length of the run, in TD_PAGE units */

@@ -44,31 +44,47 @@ static uint64_t tick_ns(void)
 
 /* One pass: sweep the heaps, then unback what has aged. Returns true if
    something is left that a later pass may give back. */
+/* Heaps idle this long get their partly used slabs parked by the decay:
+   at least the decay time, and never less than this. */
+#define PARK_IDLE_MIN_MS 100
+
 static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadline,
-                         size_t keep_bytes, size_t *released)
+                         size_t keep_bytes, bool explicit_call, size_t *released)
 {
-    size_t swept = 0;
+    size_t swept = 0, parked = 0;
+    /* An explicit release of everything (no keep) parks in busy heaps too. */
+    uint32_t park_after = explicit_call && keep_bytes == 0 ? 0
+                        : older_than > PARK_IDLE_MIN_MS ? older_than : PARK_IDLE_MIN_MS;
     td_lock(&sweep_lock);
-    bool pending = td_heap_sweep(older_than, &swept);
+    bool pending = td_heap_sweep(older_than, UINT32_MAX, &swept, &parked);
     td_unlock(&sweep_lock);
 
     size_t done = 0;
+    size_t budget = max_bytes;
     if (keep_bytes != 0) {
         size_t dirty = td_pageheap_dirty(NULL);
         size_t room = dirty > keep_bytes ? dirty - keep_bytes : 0;
-        if (room < max_bytes)
-            max_bytes = room;
+        if (room < budget)
+            budget = room;
     }
-    while (done < max_bytes) {
-        size_t want = max_bytes - done < BATCH_BYTES ? max_bytes - done : BATCH_BYTES;
+    while (done < budget) {
+        size_t want = budget - done < BATCH_BYTES ? budget - done : BATCH_BYTES;
         td_lock(&sweep_lock);
         size_t r = td_pageheap_release(want, older_than, deadline);
         td_unlock(&sweep_lock);
         done += r;
         if (r < want)
             break;   /* nothing old enough left, or out of time */
+        if (deadline != 0 && td_os_now_ns() >= deadline)
+            break;
     }
-    *released = done;
+    /* Parking last: page-heap runs give back the most bytes per madvise. */
+    if (done < max_bytes) {
+        td_lock(&sweep_lock);
+        td_heap_sweep(older_than, park_after, &swept, &parked);
+        td_unlock(&sweep_lock);
+    }
+    *released = parked + done;
     return pending || td_pageheap_dirty(NULL) != 0;
 }
 
@@ -93,7 +109,7 @@ static void *bg_main(void *arg)
             return NULL;
         }
         size_t r = 0;
-        bool pending = release_pass(td_conf.decay_ms, SIZE_MAX, 0, 0, &r);
+        bool pending = release_pass(td_conf.decay_ms, SIZE_MAX, 0, 0, false, &r);
         __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
         __atomic_add_fetch(&passes, 1, __ATOMIC_RELAXED);
         int seq = __atomic_load_n(&bg_seq, __ATOMIC_SEQ_CST);
@@ -172,7 +188,7 @@ static TIDE_NOINLINE void safepoint_slow(int work)
         __atomic_and_fetch(&safepoint_work, ~WORK_INLINE, __ATOMIC_RELAXED);
         size_t r = 0;
         /* A small budget: this is some caller's malloc or free. */
-        bool pending = release_pass(td_conf.decay_ms, 2 * BATCH_BYTES, 0, 0, &r);
+        bool pending = release_pass(td_conf.decay_ms, 2 * BATCH_BYTES, 0, 0, false, &r);
         __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
         if (pending)
             __atomic_or_fetch(&safepoint_work, WORK_INLINE, __ATOMIC_RELAXED);
@@ -222,7 +238,7 @@ size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes)
     uint64_t deadline = max_usec ? td_os_now_ns() + max_usec * 1000u : 0;
     td_heap_trim_local();
     size_t r = 0;
-    release_pass(0, max_bytes, deadline, keep_bytes, &r);
+    release_pass(0, max_bytes, deadline, keep_bytes, true, &r);
     __atomic_add_fetch(&released_explicit, r, __ATOMIC_RELAXED);
     release_safepoint(false);
     return r;

@@ -27,6 +27,10 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->prev = s->next = s->notify_next = NULL;
     s->swept_head = NULL;
     s->swept_count = 0;
+    s->fast_heap = h;
+    s->parked_remote = 0;
+    s->nparked = 0;
+    s->parked[0] = s->parked[1] = s->parked[2] = 0;
     /* Interior pages; the page heap set the first and the last. */
     if (s->npages > 2)
         td_pagemap_set_range(s->start + TD_PAGE, s->npages - 2, s);
