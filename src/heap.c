@@ -104,6 +104,17 @@ static void slab_release(span_t *s)
 static void slab_emptied(heap_t *h, span_t *s)
 {
     TIDE_ASSERT(s->used == 0);
+    if (TIDE_UNLIKELY(s->nparked != 0)) {
+        /* Parked pages: its parked objects are on no list and its frees
+           all take the slow path. Empty, it goes back whole, which is
+           what brings those pages back into use. */
+        if (s->state == TD_SLAB_CUR)
+            h->cur[s->sizeclass] = &td_span_empty;
+        else if (s->state == TD_SLAB_PARTIAL)
+            partial_remove(h, s);
+        slab_release(s);
+        return;
+    }
     if (s->state == TD_SLAB_CUR)
         return;
     if (s->state == TD_SLAB_PARTIAL)
