@@ -468,22 +468,34 @@ static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *newly
    ("parked") until the slab is empty and goes back whole; fast_heap is
    cleared so that every free into s takes the slow path, where a free of a
    parked object is reported as the double free it is. Returns bytes. */
+static inline uint32_t park_memo(const void *f, const void *r)
+{
+    uint64_t x = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)r;
+    return (uint32_t)(x >> 32 ^ x) | 1;
+}
+
 static size_t slab_park(span_t *s)
 {
+    (void)__atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* the owner's earlier list writes */
+    void *f0 = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
+    void *r0 = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+    uint32_t memo = park_memo(f0, r0);
+    if (memo == s->park_memo)
+        return 0;   /* no object freed since the last look (a collision only skips) */
+    s->park_memo = memo;
     if (s->npages > PARK_MAX_PAGES)
         return 0;
     uint32_t cap = (uint32_t)(((uintptr_t)s->end - s->start) / s->obj_size);
     if (cap > PARK_MAX_OBJS)
         return 0;
-    if (s->state == TD_SLAB_FULL && __atomic_load_n(&s->free, __ATOMIC_RELAXED) != NULL)
+    if (s->state == TD_SLAB_FULL && f0 != NULL)
         return 0;   /* a local free is on its way to the slow path */
-    (void)__atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* the owner's earlier list writes */
-    void *f0 = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
-    void *r0 = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
     uint64_t bits[PARK_MAX_OBJS / 64];
     memset(bits, 0, (cap + 63) / 64 * sizeof bits[0]);
     uint32_t nf = mark_chain(s, f0, bits, cap);
     uint32_t nr = mark_chain(s, r0, bits, cap);
+    s->swept_head = r0;   /* slab_dead's cache: the count is known now */
+    s->swept_count = nr;
     if ((size_t)(nf + nr) * s->obj_size < 2 * TD_PAGE)
         return 0;
 
@@ -532,6 +544,7 @@ static size_t slab_park(span_t *s)
         td_os_unback((void *)(s->start + (pg << TD_PAGE_SHIFT)), run << TD_PAGE_SHIFT);
         pg += run;
     }
+    td_pageheap_note_released((size_t)nnew << TD_PAGE_SHIFT);
     return (size_t)nnew << TD_PAGE_SHIFT;
 }
 
@@ -577,10 +590,12 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
        heaps idle for the decay time, or when the caller asks for all. */
     bool park = td_ms_since(h->active_stamp, now) >= park_after;
     span_t *first = NULL, *last = NULL;
-    for (int round = 0;; round++) {
+    for (int round = 1;; round++) {
         span_t *s = notify_pop(h);
         if (s == NULL)
             break;
+        bool yield = round % SWEEP_ROUND == 0;
+        void *seen = s->swept_head;
         if ((s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL) && slab_dead(s)) {
             if (s->state == TD_SLAB_PARTIAL)
                 partial_remove(h, s);
@@ -589,18 +604,25 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             /* Unused since about the first remote free of the batch. */
             slab_release_at(s, stamp);
         } else {
-            if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL))
-                *unbacked += slab_park(s);
+            /* Frees still coming in: worth another look later. A quiet
+               slab is left to its owner or to a later kick. */
+            if (s->swept_head != seen)
+                pending = true;
+            if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL)) {
+                size_t got = slab_park(s);
+                *unbacked += got;
+                yield |= got != 0;
+            }
             s->notify_next = NULL;
             if (last == NULL)
                 first = s;
             else
                 last->notify_next = s;
             last = s;
-            pending = true;
         }
-        if (round % SWEEP_ROUND == SWEEP_ROUND - 1) {
-            /* Let the owner in now and then. The slabs kept aside are not
+        if (yield) {
+            /* Let the owner in: at most one slab's madvise or one round of
+               checks between its chances. The slabs kept aside are not
                lost to it: with remote frees pending, it cannot empty them. */
             td_unlock(&h->lock);
             td_lock(&h->lock);
@@ -608,18 +630,27 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     }
     if (first != NULL)
         notify_splice(h, first, last);
-    if (park) {
+    for (unsigned c = 0; c < TD_NCLASSES; c++) {
         unsigned n = 0;
-        for (unsigned c = 0; c < TD_NCLASSES; c++) {
-            for (span_t *s = h->partial[c]; s != NULL; s = s->next) {
-                *unbacked += slab_park(s);
-                if (++n % SWEEP_ROUND == 0) {
-                    /* The owner may reorder the lists meanwhile: start
-                       this class over (parking is idempotent). */
-                    td_unlock(&h->lock);
-                    td_lock(&h->lock);
-                    break;
-                }
+    restart:
+        for (span_t *s = h->partial[c]; s != NULL; s = s->next) {
+            if (!park) {
+                /* Not idle long enough yet: stay awake to look again if
+                   there is anything new for parking. */
+                if (s->park_memo != park_memo(s->free, s->remote))
+                    pending = true;
+                continue;
+            }
+            if (s->park_memo == park_memo(s->free, s->remote))
+                continue;   /* looked at already, nothing new */
+            size_t got = slab_park(s);
+            *unbacked += got;
+            if (got != 0 || ++n % SWEEP_ROUND == 0) {
+                /* The owner may change the list meanwhile: start the class
+                   over; slabs already looked at are skipped by their memo. */
+                td_unlock(&h->lock);
+                td_lock(&h->lock);
+                goto restart;
             }
         }
     }

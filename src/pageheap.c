@@ -461,6 +461,13 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
     return done;
 }
 
+void td_pageheap_note_released(size_t bytes)
+{
+    td_lock(&ph.lock);
+    ph.released_bytes += bytes;
+    td_unlock(&ph.lock);
+}
+
 size_t td_pageheap_dirty(uint32_t *oldest_stamp)
 {
     td_lock(&ph.lock);

@@ -57,6 +57,10 @@ bool td_pageheap_resize(span_t *s, size_t npages);
 #define TD_RELEASE_BATCH_PAGES 256   /* 1 MiB: bounds the time one batch is out of the bins */
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
 
+/* Counts bytes the layer above unbacked itself (parked slab pages) into
+   the released total. */
+void td_pageheap_note_released(size_t bytes);
+
 /* Bytes in dirty free runs; *oldest_stamp (if not NULL and any) gets the
    stamp of the oldest. */
 size_t td_pageheap_dirty(uint32_t *oldest_stamp);

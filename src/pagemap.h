@@ -63,6 +63,8 @@ typedef struct span_s {
     uint32_t swept_count;       /* SLAB: how many objects hung from swept_head */
     uint32_t parked_remote;     /* SLAB: remote-freed objects parked, not yet taken off used */
     uint16_t nparked;           /* SLAB: pages unbacked under live objects' neighbours */
+    uint32_t park_memo;         /* SLAB: hash of both list heads when parking last
+                                   looked (0: never): unchanged, nothing new to park */
     uint64_t parked[3];         /* SLAB: bit p: page p is parked (slabs of <= 192 pages) */
 
     /* Line 2: run fields, page heap (under its lock) and owner lists. */

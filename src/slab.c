@@ -30,6 +30,7 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->fast_heap = h;
     s->parked_remote = 0;
     s->nparked = 0;
+    s->park_memo = 0;
     s->parked[0] = s->parked[1] = s->parked[2] = 0;
     /* Interior pages; the page heap set the first and the last. */
     if (s->npages > 2)
