@@ -398,7 +398,7 @@ static bool slab_dead(span_t *s)
     } else {
         /* Nodes below the head never change while h->lock keeps the owner
            from collecting: pushes only prepend. */
-        uint32_t cap = (uint32_t)((uintptr_t)s->end - s->start) / s->obj_size;
+        uint32_t cap = s->nobjs;
         n = 0;
         for (void *p = head; p != NULL; p = *(void **)p)
             TIDE_CHECK(++n <= cap && "remote list longer than its slab");
@@ -415,7 +415,7 @@ static bool slab_dead(span_t *s)
 
 static inline uint32_t obj_index(const span_t *s, const void *p)
 {
-    return (uint32_t)((((uintptr_t)p - s->start) * s->recip) >> 32);
+    return (uint32_t)(((uintptr_t)p - s->start) / s->obj_size);   /* sweeper only */
 }
 
 static inline bool page_parked(const span_t *s, size_t pg)
@@ -485,7 +485,7 @@ static size_t slab_park(span_t *s)
     s->park_memo = memo;
     if (s->npages > PARK_MAX_PAGES)
         return 0;
-    uint32_t cap = (uint32_t)(((uintptr_t)s->end - s->start) / s->obj_size);
+    uint32_t cap = s->nobjs;
     if (cap > PARK_MAX_OBJS)
         return 0;
     if (s->state == TD_SLAB_FULL && f0 != NULL)

@@ -43,15 +43,15 @@ typedef struct span_s {
     void *free;                 /* owner-only list of free objects */
     int32_t used;               /* see above; owner-only */
     uint32_t obj_size;          /* bytes per object */
-    uint32_t recip;             /* ceil(2^32 / obj_size): index = off*recip>>32 */
+    uint64_t div_inv;           /* slab: inverse mod 2^64 of obj_size's odd part */
     uint8_t sizeclass;          /* class of the slab */
     uint8_t kind;               /* TD_SPAN_* */
     uint8_t state;              /* TD_SLAB_* (slab) */
-    uint8_t flags;              /* unused yet */
+    uint8_t div_shift;          /* slab: obj_size == odd part << div_shift (>= 4) */
+    uint32_t nobjs;             /* slab: objects in the slab (end = start + nobjs*obj_size) */
     uintptr_t start;            /* address of the first page */
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
     char *bump;                 /* slab: first object never handed out */
-    char *end;                  /* slab: end of the object area */
     struct heap_s *fast_heap;   /* slab: what the free fast path compares with the
                                    caller's heap: heap, or NULL once pages are parked */
 
@@ -77,6 +77,7 @@ typedef struct span_s {
     uint32_t stamp;             /* td_os_now_ms() when it last held data: FREE dirty
                                    runs (page heap), SPARE slabs (heap) */
 } span_t;
+_Static_assert(offsetof(span_t, remote) == 64, "span_t: fast-path fields in line 0");
 _Static_assert(sizeof(span_t) == 192, "span_t: three cache lines");
 
 #define TD_VA_BITS       47

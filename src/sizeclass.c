@@ -5,7 +5,8 @@
 
 uint8_t td_sizeclass_lut[TD_LUT_MAX / 16 + 1];
 uint32_t td_class_size[TD_NCLASSES];
-uint32_t td_class_recip[TD_NCLASSES];
+uint64_t td_class_inv[TD_NCLASSES];
+uint8_t td_class_shift[TD_NCLASSES];
 uint16_t td_class_npages[TD_NCLASSES];
 
 static size_t class_bytes(unsigned c)
@@ -21,7 +22,14 @@ void td_sizeclass_init(void)
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         size_t sz = class_bytes(c);
         td_class_size[c] = (uint32_t)sz;
-        td_class_recip[c] = (uint32_t)((((uint64_t)1 << 32) + sz - 1) / sz);
+        /* Inverse of the odd part by Newton's iteration: each step doubles
+           the correct low bits (odd * odd == 1 mod 8 to start: 3 bits). */
+        unsigned sh = (unsigned)__builtin_ctzll(sz);
+        uint64_t odd = sz >> sh, inv = odd;
+        for (int i = 0; i < 5; i++)
+            inv *= 2 - odd * inv;
+        td_class_inv[c] = inv;
+        td_class_shift[c] = (uint8_t)sh;
         size_t np = td_align_up(sz, TD_PAGE) >> TD_PAGE_SHIFT;
         if (np < TD_SLAB_MIN_PAGES)
             np = TD_SLAB_MIN_PAGES;

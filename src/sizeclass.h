@@ -30,7 +30,9 @@ _Static_assert(TD_SMALL_MAX == ((size_t)128 << 11), "last class is 128 << 11");
 
 extern uint8_t td_sizeclass_lut[TD_LUT_MAX / 16 + 1];
 extern uint32_t td_class_size[TD_NCLASSES];
-extern uint32_t td_class_recip[TD_NCLASSES];
+/* size == odd << shift; inv * odd == 1 mod 2^64 (td_slab_is_object). */
+extern uint64_t td_class_inv[TD_NCLASSES];
+extern uint8_t td_class_shift[TD_NCLASSES];
 extern uint16_t td_class_npages[TD_NCLASSES];
 
 void td_sizeclass_init(void);

@@ -17,13 +17,14 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->free = NULL;
     s->used = 0;
     s->obj_size = (uint32_t)size;
-    s->recip = td_class_recip[c];
+    s->div_inv = td_class_inv[c];
+    s->div_shift = td_class_shift[c];
+    s->nobjs = cap;
     s->sizeclass = (uint8_t)c;
     s->state = 0;
     s->heap = h;
     __atomic_store_n(&s->remote, NULL, __ATOMIC_RELAXED);
     s->bump = (char *)s->start;
-    s->end = (char *)s->start + cap * size;
     s->prev = s->next = s->notify_next = NULL;
     s->swept_head = NULL;
     s->swept_count = 0;
@@ -41,12 +42,13 @@ bool td_slab_extend(span_t *s)
 {
     size_t size = s->obj_size;
     char *p = s->bump;
-    if (p >= s->end)
+    char *end = (char *)s->start + s->nobjs * size;
+    if (p >= end)
         return false;
     size_t n = EXTEND_BYTES / size;
     if (n < EXTEND_MIN)
         n = EXTEND_MIN;
-    size_t left = (size_t)(s->end - p) / size;
+    size_t left = (size_t)(end - p) / size;
     if (n > left)
         n = left;
     /* Link in address order so consecutive mallocs walk memory forward. */

@@ -35,11 +35,21 @@ bool td_slab_extend(span_t *s);
    Owner only; acquire pairs with the release of td_slab_push_remote. */
 uint32_t td_slab_collect(span_t *s);
 
+/* p is the start of one of s's objects, for any p (no precondition).
+   Exact division by multiplication (Granlund and Montgomery 1994; Hacker's
+   Delight 10-16): with size = odd << shift and inv * odd == 1 mod 2^64,
+   q = rotate_right(off * inv, shift) equals off / size when size divides
+   off, and is >= 2^(64 - shift) > nobjs otherwise. So one compare,
+   q < nobjs, tests both "object start" and "inside the object area", for
+   every 64-bit off (a p below start, or with bits above TD_VA_BITS set,
+   included): multiply, rotate, compare, where index-and-multiply-back
+   took two multiplies and a separate end test. */
 static inline bool td_slab_is_object(const span_t *s, const void *p)
 {
-    uintptr_t off = (uintptr_t)p - s->start;
-    return ((off * s->recip) >> 32) * s->obj_size == off &&
-           (uintptr_t)p < (uintptr_t)s->end;
+    uint64_t x = ((uintptr_t)p - s->start) * s->div_inv;
+    unsigned r = s->div_shift;
+    uint64_t q = (x >> r) | (x << (-r & 63));
+    return q < s->nobjs;
 }
 
 static inline bool td_slab_marked_free(const void *p)

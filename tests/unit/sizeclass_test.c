@@ -34,17 +34,27 @@ int main(void)
         CHECK_MSG(slab / td_class_size[c] >= 1 && (slab % td_class_size[c]) * 64 <= slab,
                   "class %u", c);
     }
-    /* The reciprocal finds the index of every object start exactly, and
-       no offset that is not an object start passes the product check. */
+    /* Exact division (td_slab_is_object): rotate_right(off * inv, shift)
+       < nobjs for the object starts and for no other offset, past the
+       object area, below it (wrapped) or with high address bits set. */
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
-        uint64_t sz = td_class_size[c], r = td_class_recip[c];
+        uint64_t sz = td_class_size[c], inv = td_class_inv[c];
+        unsigned sh = td_class_shift[c];
+        CHECK_MSG(sh >= 4 && ((sz >> sh) & 1) && (sz >> sh) * inv == 1, "class %u: inverse", c);
         size_t slab = (size_t)td_class_npages[c] * 4096;
+        uint64_t nobjs = slab / sz;
         int bad = 0;
-        for (uint64_t off = 0; off < slab; off += (sz > 64 ? 8 : 1)) {
-            uint64_t idx = (off * r) >> 32;
-            bool is_start = idx * sz == off;
-            if (is_start != (off % sz == 0))
-                bad++;
+        for (uint64_t k = 0; k < slab + 4096 + 2 * sz; k += (sz > 64 ? 8 : 1)) {
+            const uint64_t base[] = { 0, (uint64_t)0 - slab - 4096 - 2 * sz,
+                                      (uint64_t)1 << 47, (uint64_t)1 << 50, (uint64_t)1 << 63 };
+            for (unsigned b = 0; b < sizeof base / sizeof base[0]; b++) {
+                uint64_t off = base[b] + k;
+                uint64_t x = off * inv;
+                uint64_t q = (x >> sh) | (x << (-sh & 63));
+                bool is_start = off % sz == 0 && off / sz < nobjs;
+                if ((q < nobjs) != is_start)
+                    bad++;
+            }
         }
         CHECK_MSG(bad == 0, "class %u: %d offsets misjudged", c, bad);
     }
