@@ -97,12 +97,10 @@ static inline void td_heap_free(void *p, const char *who)
         *(void **)p = s->free;
         /* Release (a plain store): a sweep reading the head sees the link. */
         __atomic_store_n(&s->free, p, __ATOMIC_RELEASE);
-        /* Signed: also negative while the slab is FULL (bit 31). Release:
-           the free-list write above is visible to whoever reads this count
-           (a sweep deciding the slab is dead); a plain store on x86. */
-        int32_t used = s->used - 1;
-        __atomic_store_n(&s->used, used, __ATOMIC_RELEASE);
-        if (TIDE_UNLIKELY(used <= 0))
+        /* Signed: also negative while the slab is FULL (bit 31). A release
+           store of the count, so a sweep that reads it (acquire) sees the
+           list write above (see td_slab_used_dec). */
+        if (TIDE_UNLIKELY(td_slab_used_dec(s)))
             td_heap_free_local_slow(h, s);
         return;
     }

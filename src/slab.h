@@ -57,6 +57,26 @@ static inline bool td_slab_marked_free(const void *p)
     return ((const uintptr_t *)p)[1] == (td_free_key ^ (uintptr_t)p);
 }
 
+/* --s->used; true if the result is <= 0: the slab became empty, or it is
+   FULL (bit 31 set, negative). Owner only. On x86-64 this is one
+   `subl $1, mem` whose flags feed the branch (2 instructions, where gcc
+   and clang emit load, sub, store, test for the C form): a plain aligned
+   32-bit store, so a racy reader (stats) sees the old or the new value;
+   with the "memory" clobber the compiler keeps earlier stores (the push)
+   before it, so on x86-64 (TSO) it is also a release store. */
+static inline bool td_slab_used_dec(span_t *s)
+{
+#if defined(__x86_64__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+    bool le;
+    __asm__("subl $1, %0" : "+m"(s->used), "=@ccle"(le) : : "memory");
+    return le;
+#else
+    int32_t u = s->used - 1;
+    __atomic_store_n(&s->used, u, __ATOMIC_RELEASE);
+    return u <= 0;
+#endif
+}
+
 static inline void *td_slab_pop(span_t *s)
 {
     void *p = s->free;
