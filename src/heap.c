@@ -14,7 +14,8 @@
 #include <string.h>
 
 span_t td_span_empty;   /* free == NULL: every pop from it fails */
-heap_t td_heap_empty = { .cur = { [0 ... TD_NCLASSES - 1] = &td_span_empty } };
+heap_t td_heap_empty = { .direct = { [0 ... TD_DIRECT_LEN - 1] = &td_span_empty },
+                         .cur = { [0 ... TD_NCLASSES - 1] = &td_span_empty } };
 __thread heap_t *td_tls_heap __attribute__((tls_model("initial-exec"))) = &td_heap_empty;
 
 void (*td_heap_kick)(void);
@@ -95,6 +96,20 @@ static void slab_release_at(span_t *s, uint32_t stamp)
     kick();
 }
 
+/* Sets cur[c] and the direct[] entries of the sizes that map to c. */
+static void heap_set_cur(heap_t *h, unsigned c, span_t *s)
+{
+    h->cur[c] = s;
+    if (td_class_size[c] > TD_LUT_MAX)
+        return;
+    /* Sizes (prev class size, class size] map to c; entry i serves sizes
+       (16(i-1), 16i]; entry 0 (size 0) belongs to class 0. */
+    size_t first = c == 0 ? 0 : td_class_size[c - 1] / 16 + 1;
+    size_t last = td_class_size[c] / 16;
+    for (size_t i = first; i <= last; i++)
+        h->direct[i] = s;
+}
+
 static void slab_release(span_t *s)
 {
     slab_release_at(s, td_os_now_ms());
@@ -109,7 +124,7 @@ static void slab_emptied(heap_t *h, span_t *s)
            all take the slow path. Empty, it goes back whole, which is
            what brings those pages back into use. */
         if (s->state == TD_SLAB_CUR)
-            h->cur[s->sizeclass] = &td_span_empty;
+            heap_set_cur(h, s->sizeclass, &td_span_empty);
         else if (s->state == TD_SLAB_PARTIAL)
             partial_remove(h, s);
         slab_release(s);
@@ -153,7 +168,7 @@ void td_heap_free_local_slow(heap_t *h, span_t *s)
 static void slab_drop(heap_t *h, span_t *s)
 {
     if (s->state == TD_SLAB_CUR)
-        h->cur[s->sizeclass] = &td_span_empty;
+        heap_set_cur(h, s->sizeclass, &td_span_empty);
     else if (s->state == TD_SLAB_PARTIAL)
         partial_remove(h, s);
     slab_release(s);
@@ -237,12 +252,12 @@ static void *heap_refill(heap_t *h, unsigned c)
     } else if ((s = h->spare[c]) != NULL) {
         h->spare[c] = NULL;
     } else if ((s = slab_new(h, c)) == NULL) {
-        h->cur[c] = &td_span_empty;
+        heap_set_cur(h, c, &td_span_empty);
         td_unlock(&h->lock);
         return NULL;
     }
     s->state = TD_SLAB_CUR;
-    h->cur[c] = s;
+    heap_set_cur(h, c, s);
     td_unlock(&h->lock);
     if (s->free == NULL)
         td_slab_extend(s);
@@ -256,7 +271,7 @@ static void heap_thread_exit(void *arg);
 static void heap_init_fresh(heap_t *h)
 {
     for (unsigned c = 0; c < TD_NCLASSES; c++)
-        h->cur[c] = &td_span_empty;
+        heap_set_cur(h, c, &td_span_empty);
 }
 
 /* Returns empty cur and spare slabs to the page heap. Owner only. */
@@ -272,7 +287,7 @@ static void heap_shed(heap_t *h)
         }
         s = h->cur[c];
         if (s != &td_span_empty && s->used == 0) {
-            h->cur[c] = &td_span_empty;
+            heap_set_cur(h, c, &td_span_empty);
             slab_release(s);
         }
     }
@@ -1038,4 +1053,6 @@ void td_heap_validate(void)
         if (h->spare[c])
             TIDE_CHECK(h->spare[c]->used == 0 && h->spare[c]->state == TD_SLAB_SPARE);
     }
+    for (size_t i = 0; i < TD_DIRECT_LEN; i++)
+        TIDE_CHECK(h->direct[i] == h->cur[td_sizeclass_lut[i]] && "direct[] out of step");
 }

@@ -44,7 +44,13 @@
 
 #define TD_HUGE_MIN ((size_t)4 << 20)   /* tunable: blocks this big get their own mapping */
 
+#define TD_DIRECT_LEN (TD_LUT_MAX / 16 + 1)
+
 typedef struct heap_s {
+    /* owner: direct[i] == cur[td_sizeclass_lut[i]], so that malloc of at
+       most TD_LUT_MAX bytes finds its slab without the class table: one
+       load less. Written only by heap_set_cur. */
+    span_t *direct[TD_DIRECT_LEN];
     span_t *cur[TD_NCLASSES];       /* owner: current slab, &td_span_empty if none */
     span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
     span_t *spare[TD_NCLASSES];     /* lock: one empty slab kept per class */
@@ -76,7 +82,7 @@ static inline void *td_heap_malloc(size_t n)
        the slow function (one call more, on a copy of >1 KiB anyway). */
     if (TIDE_LIKELY(n <= TD_LUT_MAX)) {
         heap_t *h = td_tls_heap;
-        void *p = td_slab_pop(h->cur[td_sizeclass_lut[(n + 15) >> 4]]);
+        void *p = td_slab_pop(h->direct[(n + 15) >> 4]);
         if (TIDE_LIKELY(p != NULL))
             return p;
     }
