@@ -486,6 +486,7 @@ span_t *td_pageheap_alloc_huge(size_t bytes, size_t align)
     void *mem = td_os_map(len, align);
     if (mem == NULL)
         return NULL;
+    td_os_advise_huge(mem, len);
     span_t *s = td_span_new();
     if (s == NULL || !td_pagemap_ensure((uintptr_t)mem, len)) {
         td_os_unmap(mem, len);
