@@ -93,10 +93,16 @@ static inline void td_heap_free(void *p, const char *who)
 {
     span_t *s = td_pagemap_get(p);
     heap_t *h = td_tls_heap;
+    /* NULL, or not from any span: its own call, so that the fast path
+       keeps no copy of s for a shared slow-call tail. */
+    if (TIDE_UNLIKELY(s == NULL)) {
+        td_heap_free_slow(p, NULL, who);
+        return;
+    }
     /* Only slabs have a heap, and no slab has td_heap_empty: one compare
-       screens NULL, foreign, LARGE, HUGE and remote frees, and frees into
-       slabs with parked pages (fast_heap NULL: the slow path checks them). */
-    if (TIDE_LIKELY(s != NULL && s->fast_heap == h)) {
+       screens LARGE, HUGE and remote frees, and frees into slabs with
+       parked pages (fast_heap NULL: the slow path checks them). */
+    if (TIDE_LIKELY(s->fast_heap == h)) {
         if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
         ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
