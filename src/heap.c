@@ -92,7 +92,10 @@ static void partial_remove(heap_t *h, span_t *s)
 
 static void slab_release_at(span_t *s, uint32_t stamp)
 {
-    td_pageheap_free(s, false, stamp);
+    if (TIDE_UNLIKELY(s->nparked != 0))
+        td_pageheap_free_parked(s, s->parked, stamp);   /* parked pages stay clean */
+    else
+        td_pageheap_free(s, false, stamp);
     kick();
 }
 
@@ -150,6 +153,7 @@ static void slab_unfull(heap_t *h, span_t *s)
 {
     s->used &= ~TD_SLAB_FULL_BIT;
     partial_push(h, s);
+    kick();   /* free objects in a partly used slab: something to park later */
 }
 
 void td_heap_free_local_slow(heap_t *h, span_t *s)
@@ -458,7 +462,7 @@ static inline uint32_t obj_index(const span_t *s, const void *p)
 
 static inline bool page_parked(const span_t *s, size_t pg)
 {
-    return (s->parked[pg >> 6] >> (pg & 63)) & 1;
+    return (__atomic_load_n(&s->parked[pg >> 6], __ATOMIC_RELAXED) >> (pg & 63)) & 1;
 }
 
 /* Walks a chain from head marking objects free in bits; returns its length.
@@ -477,7 +481,7 @@ static uint32_t mark_chain(const span_t *s, void *head, uint64_t *bits, uint32_t
 
 /* Drops from the chain after head (kept) every object that starts in a
    page of newly parked; returns how many. */
-static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *newly)
+static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *unl)
 {
     uint32_t removed = 0;
     void *prev = head;
@@ -485,8 +489,8 @@ static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *newly
         return 0;
     for (void *p = *(void **)prev; p != NULL;) {
         void *next = *(void **)p;
-        size_t pg = ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT;
-        if ((newly[pg >> 6] >> (pg & 63)) & 1) {
+        uint32_t i = obj_index(s, p);
+        if ((unl[i >> 6] >> (i & 63)) & 1) {
             removed++;
         } else {
             if (*(void **)prev != p)
@@ -498,6 +502,16 @@ static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *newly
     if (*(void **)prev != NULL)
         *(void **)prev = NULL;
     return removed;
+}
+
+static void keep_pages(const span_t *s, const void *obj, uint64_t *keep)
+{
+    if (obj == NULL)
+        return;
+    size_t a = ((uintptr_t)obj - s->start) >> TD_PAGE_SHIFT;
+    size_t b = ((uintptr_t)obj - s->start + s->obj_size - 1) >> TD_PAGE_SHIFT;
+    for (size_t pg = a; pg <= b && pg < 64 * 3; pg++)
+        keep[pg >> 6] |= (uint64_t)1 << (pg & 63);
 }
 
 /* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
@@ -520,14 +534,14 @@ static size_t slab_park(span_t *s)
     uint32_t memo = park_memo(f0, r0);
     if (memo == s->park_memo)
         return 0;   /* no object freed since the last look (a collision only skips) */
+    if (s->state == TD_SLAB_FULL && f0 != NULL)
+        return 0;   /* a local free is on its way to the slow path: look again */
     s->park_memo = memo;
     if (s->npages > PARK_MAX_PAGES)
         return 0;
     uint32_t cap = s->nobjs;
     if (cap > PARK_MAX_OBJS)
         return 0;
-    if (s->state == TD_SLAB_FULL && f0 != NULL)
-        return 0;   /* a local free is on its way to the slow path */
     uint64_t bits[PARK_MAX_OBJS / 64];
     memset(bits, 0, (cap + 63) / 64 * sizeof bits[0]);
     uint32_t nf = mark_chain(s, f0, bits, cap);
@@ -538,14 +552,22 @@ static size_t slab_park(span_t *s)
         return 0;
 
     size_t size = s->obj_size, objs_end = (size_t)cap * size;
-    size_t keep_f = f0 ? ((uintptr_t)f0 - s->start) >> TD_PAGE_SHIFT : SIZE_MAX;
-    size_t keep_r = r0 ? ((uintptr_t)r0 - s->start) >> TD_PAGE_SHIFT : SIZE_MAX;
+    /* Pages any part of a list head lies on stay: the heads cannot be
+       unlinked. Every object overlapping a parked page leaves the lists,
+       also one that starts on a kept page (its header stays resident, so
+       its double-free mark does too), or reusing it would write to the
+       parked page. */
+    uint64_t keep[3] = { 0, 0, 0 };
+    keep_pages(s, f0, keep);
+    keep_pages(s, r0, keep);
+    uint64_t unl[PARK_MAX_OBJS / 64];
+    memset(unl, 0, (cap + 63) / 64 * sizeof unl[0]);
     uint64_t newly[3] = { 0, 0, 0 };
     unsigned nnew = 0;
-    uint32_t starts = 0;   /* objects starting in the new pages */
+    uint32_t nunl = 0;
     for (size_t pg = 0; pg < s->npages; pg++) {
         size_t lo = pg << TD_PAGE_SHIFT, hi = lo + TD_PAGE;
-        if (lo >= objs_end || pg == keep_f || pg == keep_r || page_parked(s, pg))
+        if (lo >= objs_end || ((keep[pg >> 6] >> (pg & 63)) & 1) || page_parked(s, pg))
             continue;
         if (hi > objs_end)
             hi = objs_end;
@@ -557,19 +579,25 @@ static size_t slab_park(span_t *s)
             continue;
         newly[pg >> 6] |= (uint64_t)1 << (pg & 63);
         nnew++;
-        starts += (uint32_t)((hi - 1) / size - (lo + size - 1) / size + 1);
+        for (size_t i = first; i <= last; i++) {
+            if (!((unl[i >> 6] >> (i & 63)) & 1)) {
+                unl[i >> 6] |= (uint64_t)1 << (i & 63);
+                nunl++;
+            }
+        }
     }
     if (nnew == 0)
         return 0;
-    uint32_t rf = unlink_parked(s, f0, newly);
-    uint32_t rr = unlink_parked(s, r0, newly);
-    TIDE_CHECK(rf + rr == starts && "parked objects not all on the lists");
+    uint32_t rf = unlink_parked(s, f0, unl);
+    uint32_t rr = unlink_parked(s, r0, unl);
+    TIDE_CHECK(rf + rr == nunl && "parked objects not all on the lists");
     s->parked_remote += rr;
     s->swept_head = r0;
     s->swept_count = nr - rr;
+    /* Read without the lock by the free slow path's double-free check. */
     for (int w = 0; w < 3; w++)
-        s->parked[w] |= newly[w];
-    s->nparked = (uint16_t)(s->nparked + nnew);
+        __atomic_store_n(&s->parked[w], s->parked[w] | newly[w], __ATOMIC_RELAXED);
+    __atomic_store_n(&s->nparked, (uint16_t)(s->nparked + nnew), __ATOMIC_RELAXED);
     __atomic_store_n(&s->fast_heap, NULL, __ATOMIC_RELAXED);
     for (size_t pg = 0; pg < s->npages;) {
         if (!((newly[pg >> 6] >> (pg & 63)) & 1)) {

@@ -335,6 +335,39 @@ void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp)
     td_unlock(&ph.lock);
 }
 
+void td_pageheap_free_parked(span_t *s, const uint64_t *parked, uint32_t stamp)
+{
+    if (s->npages > 2)
+        td_pagemap_set_range(s->start + TD_PAGE, s->npages - 2, NULL);
+    td_lock(&ph.lock);
+    ph.slab_pages -= s->npages;
+    s->heap = NULL;
+    s->fast_heap = NULL;
+    /* Runs of pages in one state, each freed on its own: parked ones are
+       already given back (counted then), the rest are dirty. */
+    span_t *cur = s;
+    size_t at = 0;   /* page index of cur in the slab */
+    while (cur != NULL) {
+        bool clean = (parked[at >> 6] >> (at & 63)) & 1;
+        size_t run = 1;
+        while (run < cur->npages && (((parked[(at + run) >> 6] >> ((at + run) & 63)) & 1) == clean))
+            run++;
+        span_t *next = NULL;
+        if (run < cur->npages) {
+            next = split(cur, run);
+            if (next == NULL)
+                clean = false;   /* no descriptor: all the rest as dirty, released again later */
+        }
+        cur->ndirty = clean ? 0 : cur->npages;
+        cur->stamp = stamp;
+        cur->kind = TD_SPAN_FREE;
+        free_locked(cur);
+        at += run;
+        cur = next;
+    }
+    td_unlock(&ph.lock);
+}
+
 bool td_pageheap_resize(span_t *s, size_t npages)
 {
     TIDE_ASSERT(s->kind == TD_SPAN_LARGE && npages > 0);

@@ -45,6 +45,11 @@ span_t *td_pageheap_alloc(size_t npages, size_t align_pages, int kind);
    used, which the decay measures its age from. */
 void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp);
 
+/* The same for a SLAB s some of whose pages are already unbacked (bit p
+   of parked: page p, for the first 64 * 3 pages): those become clean runs,
+   the others dirty ones stamped stamp. */
+void td_pageheap_free_parked(span_t *s, const uint64_t *parked, uint32_t stamp);
+
 /* LARGE s grows or shrinks in place to npages. True on success; on failure
    s is unchanged. A released tail becomes a dirty free run. */
 bool td_pageheap_resize(span_t *s, size_t npages);
