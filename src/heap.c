@@ -514,6 +514,46 @@ static void keep_pages(const span_t *s, const void *obj, uint64_t *keep)
         keep[pg >> 6] |= (uint64_t)1 << (pg & 63);
 }
 
+static inline bool bit_set(const uint64_t *b, size_t i)
+{
+    return (b[i >> 6] >> (i & 63)) & 1;
+}
+
+/* The pages of s that can be parked given the free objects in bits and
+   the pages to keep; fills newly (pages) and unl (objects overlapping
+   them, *nunl of them). Returns the number of pages. */
+static unsigned select_pages(const span_t *s, const uint64_t *bits, const uint64_t *keep,
+                             uint64_t *unl, uint64_t *newly, uint32_t *nunl)
+{
+    size_t size = s->obj_size, objs_end = (size_t)s->nobjs * size;
+    memset(unl, 0, (s->nobjs + 63) / 64 * sizeof unl[0]);
+    newly[0] = newly[1] = newly[2] = 0;
+    *nunl = 0;
+    unsigned nnew = 0;
+    for (size_t pg = 0; pg < s->npages; pg++) {
+        size_t lo = pg << TD_PAGE_SHIFT, hi = lo + TD_PAGE;
+        if (lo >= objs_end || bit_set(keep, pg) || page_parked(s, pg))
+            continue;
+        if (hi > objs_end)
+            hi = objs_end;
+        size_t first = lo / size, last = (hi - 1) / size;
+        bool all = true;
+        for (size_t i = first; i <= last && all; i++)
+            all = bit_set(bits, i);
+        if (!all)
+            continue;
+        newly[pg >> 6] |= (uint64_t)1 << (pg & 63);
+        nnew++;
+        for (size_t i = first; i <= last; i++) {
+            if (!bit_set(unl, i)) {
+                unl[i >> 6] |= (uint64_t)1 << (i & 63);
+                (*nunl)++;
+            }
+        }
+    }
+    return nnew;
+}
+
 /* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
    only free objects, except the pages of the two list heads, which only
    the owner and remote freers may move. Their objects leave the lists
@@ -551,48 +591,50 @@ static size_t slab_park(span_t *s)
     if ((size_t)(nf + nr) * s->obj_size < 2 * TD_PAGE)
         return 0;
 
-    size_t size = s->obj_size, objs_end = (size_t)cap * size;
-    /* Pages any part of a list head lies on stay: the heads cannot be
-       unlinked. Every object overlapping a parked page leaves the lists,
-       also one that starts on a kept page (its header stays resident, so
-       its double-free mark does too), or reusing it would write to the
-       parked page. */
+    /* Pages under any part of the owner's list head stay: only the owner
+       moves that head. The remote list's head can be moved past parked
+       objects with a CAS (pushes only ever replace it), as long as a kept
+       object is left to head the list: an emptied list would make the
+       next remote free notify the heap of a slab already on its stack.
+       Every object overlapping a parked page leaves the lists, also one
+       that starts on a kept page (its header stays resident, and so does
+       its double-free mark), or reusing it would write to the parked
+       page. */
     uint64_t keep[3] = { 0, 0, 0 };
     keep_pages(s, f0, keep);
-    keep_pages(s, r0, keep);
     uint64_t unl[PARK_MAX_OBJS / 64];
-    memset(unl, 0, (cap + 63) / 64 * sizeof unl[0]);
-    uint64_t newly[3] = { 0, 0, 0 };
-    unsigned nnew = 0;
-    uint32_t nunl = 0;
-    for (size_t pg = 0; pg < s->npages; pg++) {
-        size_t lo = pg << TD_PAGE_SHIFT, hi = lo + TD_PAGE;
-        if (lo >= objs_end || ((keep[pg >> 6] >> (pg & 63)) & 1) || page_parked(s, pg))
-            continue;
-        if (hi > objs_end)
-            hi = objs_end;
-        size_t first = lo / size, last = (hi - 1) / size;
-        bool all = true;
-        for (size_t i = first; i <= last && all; i++)
-            all = (bits[i >> 6] >> (i & 63)) & 1;
-        if (!all)
-            continue;
-        newly[pg >> 6] |= (uint64_t)1 << (pg & 63);
-        nnew++;
-        for (size_t i = first; i <= last; i++) {
-            if (!((unl[i >> 6] >> (i & 63)) & 1)) {
-                unl[i >> 6] |= (uint64_t)1 << (i & 63);
-                nunl++;
-            }
+    uint64_t newly[3];
+    uint32_t nunl;
+    unsigned nnew = select_pages(s, bits, keep, unl, newly, &nunl);
+    void *rh = r0;   /* the remote head after parking */
+    uint32_t rr = 0;
+    if (nnew != 0 && r0 != NULL && bit_set(unl, obj_index(s, r0))) {
+        void *rk = *(void **)r0;
+        uint32_t skipped = 1;
+        while (rk != NULL && bit_set(unl, obj_index(s, rk))) {
+            rk = *(void **)rk;
+            skipped++;
+        }
+        void *expect = r0;
+        if (rk != NULL && __atomic_compare_exchange_n(&s->remote, &expect, rk, false,
+                                                      __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+            rh = rk;
+            rr = skipped;
+        } else {
+            /* All remote objects parkable, or a push came first: keep the
+               pages of the head as it was. */
+            keep_pages(s, r0, keep);
+            nnew = select_pages(s, bits, keep, unl, newly, &nunl);
         }
     }
     if (nnew == 0)
         return 0;
     uint32_t rf = unlink_parked(s, f0, unl);
-    uint32_t rr = unlink_parked(s, r0, unl);
+    rr += unlink_parked(s, rh, unl);
     TIDE_CHECK(rf + rr == nunl && "parked objects not all on the lists");
+    s->park_memo = park_memo(f0, rh);
     s->parked_remote += rr;
-    s->swept_head = r0;
+    s->swept_head = rh;
     s->swept_count = nr - rr;
     /* Read without the lock by the free slow path's double-free check. */
     for (int w = 0; w < 3; w++)
