@@ -27,39 +27,8 @@ static void expect_death(bad_op_fn *op, void *arg, const char *call, void *ptr)
 {
     if (!th_is_tide())
         th_skip("death tests need tidemalloc, allocator is %s", th_allocator());
-    int pfd[2];
-    CHECK(pipe(pfd) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        close(pfd[1]);
-        op(arg);
-        /* Survived: say so on the (captured) stderr and exit cleanly. */
-        fprintf(stderr, "[survived the bad call]\n");
-        _exit(0);
-    }
-    close(pfd[1]);
     char out[8192];
-    size_t len = 0;
-    for (;;) {
-        ssize_t r = read(pfd[0], out + len, sizeof out - 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        len += (size_t)r;
-        if (len == sizeof out - 1)
-            break;
-    }
-    out[len] = '\0';
-    close(pfd[0]);
-    int status;
-    CHECK(waitpid(pid, &status, 0) == pid);
+    int status = th_run_in_child(op, arg, "[survived the bad call]", out, sizeof out);
 
     char hex[32];
     snprintf(hex, sizeof hex, "%p", ptr);

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -370,6 +371,48 @@ static inline long th_rss_kib(void)
 }
 
 /* ---- running -------------------------------------------------------- */
+
+/* Runs op(arg) in a forked child whose stderr (and no core dump) is
+   captured: if op returns, the child writes survived_note and exits 0.
+   Fills out (NUL-terminated, at most cap-1 bytes) and returns the child's
+   wait status. For death tests. */
+static inline int th_run_in_child(void (*op)(void *), void *arg, const char *survived_note,
+                                  char *out, size_t cap)
+{
+    int pfd[2];
+    CHECK(pipe(pfd) == 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        dup2(pfd[1], 2);
+        close(pfd[0]);
+        close(pfd[1]);
+        op(arg);
+        fprintf(stderr, "%s\n", survived_note);
+        _exit(0);
+    }
+    close(pfd[1]);
+    size_t len = 0;
+    for (;;) {
+        ssize_t r = read(pfd[0], out + len, cap - 1 - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        len += (size_t)r;
+        if (len == cap - 1)
+            break;
+    }
+    out[len] = '\0';
+    close(pfd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        CHECK(errno == EINTR);
+    return status;
+}
 
 static inline const char *th_signame(int sig)
 {

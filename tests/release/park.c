@@ -407,39 +407,8 @@ static void do_free_other_thread(void *p)
    "tidemalloc:" that says "free(): double free of <p>". */
 static void expect_double_free(bad_op_fn *op, void *p, const char *what)
 {
-    int pfd[2];
-    CHECK(pipe(pfd) == 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        struct rlimit no_core = {0, 0};
-        setrlimit(RLIMIT_CORE, &no_core);
-        dup2(pfd[1], 2);
-        close(pfd[0]);
-        close(pfd[1]);
-        op(p);
-        fprintf(stderr, "[survived the double free]\n");
-        _exit(0);
-    }
-    close(pfd[1]);
     char out[4096];
-    size_t len = 0;
-    for (;;) {
-        ssize_t n = read(pfd[0], out + len, sizeof out - 1 - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (len == sizeof out - 1)
-            break;
-    }
-    out[len] = '\0';
-    close(pfd[0]);
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        CHECK(errno == EINTR);
+    int status = th_run_in_child(op, p, "[survived the double free]", out, sizeof out);
     for (char *c = out; *c; c++)
         if (*c == '\n' && c[1] != '\0')
             *c = '|';
@@ -499,10 +468,12 @@ static int sub_park_double_free(void)
         char what[64];
         snprintf(what, sizeof what, "%zu-byte block in a parked page", sz[c]);
         expect_double_free(do_free, victim, what);
-        /* Known gap: with the library built with -fsanitize=undefined, the
-           other-thread double free of a 20000-byte parked block survives
-           (reproducible; the normal build aborts as it should); under
-           investigation, so that case is left out until it is understood. */
+        /* Not for 20000 bytes: with four objects a slab, a victim's slab
+           may have no survivor and go back whole instead of being parked;
+           the UBSan runtime then allocates when the second thread starts,
+           can be handed those very pages, and the "double free" frees its
+           live block (a free after reuse, which no allocator can tell).
+           The same-thread case above still checks it. */
         if (sz[c] > 4096)
             continue;
         snprintf(what, sizeof what, "%zu-byte block in a parked page, other thread", sz[c]);
