@@ -679,7 +679,15 @@ static void notify_splice(heap_t *h, span_t *first, span_t *last)
 
 #define SWEEP_ROUND 64   /* slabs examined per hold of a heap lock */
 
+/* Parking stops once *unbacked reaches park_budget or the deadline
+   (td_os_now_ns(); 0: none) has passed. */
+static bool park_done(const size_t *unbacked, size_t park_budget, uint64_t deadline)
+{
+    return *unbacked >= park_budget || (deadline != 0 && td_os_now_ns() >= deadline);
+}
+
 static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
+                           size_t park_budget, uint64_t deadline,
                            size_t *released, size_t *unbacked)
 {
     if (__atomic_load_n(&h->pooled, __ATOMIC_RELAXED) &&
@@ -696,7 +704,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     }
     /* Parking costs the owner page faults and slab capacity: only in
        heaps idle for the decay time, or when the caller asks for all. */
-    bool park = td_ms_since(h->active_stamp, now) >= park_after;
+    bool park = td_ms_since(h->active_stamp, now) >= park_after &&
+                !park_done(unbacked, park_budget, deadline);
     span_t *first = NULL, *last = NULL;
     for (int round = 1;; round++) {
         span_t *s = notify_pop(h);
@@ -720,6 +729,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
                 size_t got = slab_park(s);
                 *unbacked += got;
                 yield |= got != 0;
+                if (got != 0 && park_done(unbacked, park_budget, deadline))
+                    park = false;
             }
             s->notify_next = NULL;
             if (last == NULL)
@@ -753,6 +764,11 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
                 continue;   /* looked at already, nothing new */
             size_t got = slab_park(s);
             *unbacked += got;
+            if (got != 0 && park_done(unbacked, park_budget, deadline)) {
+                park = false;
+                pending = true;   /* more may be left for a later pass */
+                break;
+            }
             if (got != 0 || ++n % SWEEP_ROUND == 0) {
                 /* The owner may change the list meanwhile: start the class
                    over; slabs already looked at are skipped by their memo. */
@@ -790,11 +806,13 @@ bool td_heap_sweep_pending(void)
     return false;
 }
 
-bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t *released, size_t *unbacked)
+bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t park_budget,
+                   uint64_t deadline, size_t *released, size_t *unbacked)
 {
     bool pending = false;
     for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next)
-        pending |= heap_sweep_one(h, older_than, park_after, released, unbacked);
+        pending |= heap_sweep_one(h, older_than, park_after, park_budget, deadline,
+                                  released, unbacked);
     return pending;
 }
 

@@ -147,11 +147,14 @@ extern void (*td_heap_fork_hook)(int phase);
    It also parks memory: in partly used slabs of heaps that made no refill
    for park_after ms (0: every heap), the whole pages holding only free
    objects are unbacked and their objects kept off the free lists until
-   the slab is empty (*unbacked += bytes); a heap lock is held across that
+   the slab is empty (*unbacked += bytes), until *unbacked reaches
+   park_budget or td_os_now_ns() the deadline (0: none); a heap lock is
+   held across that
    madvise, at most one slab's pages, so only that heap's owner can wait.
    Returns true if a heap still holds something a later sweep may give
    back (a young spare, remote frees not yet collected, a busy heap). */
-bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t *released, size_t *unbacked);
+bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t park_budget,
+                   uint64_t deadline, size_t *released, size_t *unbacked);
 /* A racy look for anything td_heap_sweep could give back (for deciding
    to sleep; the kick protocol covers what it misses). */
 bool td_heap_sweep_pending(void);

@@ -29,6 +29,7 @@ static size_t released_decay, released_explicit, passes;   /* __atomic adds; pas
 #define WORK_START  1
 #define WORK_INLINE 2
 #define BATCH_BYTES (TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
+#define INLINE_PASS_NS 500000   /* a pass run from a malloc or free: about 0.5 ms */
 
 /* How long a pass may wait for the next: a quarter of the decay, so memory
    goes back between decay and 1.25 decay after its last use. */
@@ -48,15 +49,32 @@ static uint64_t tick_ns(void)
    at least the decay time, and never less than this. */
 #define PARK_IDLE_MIN_MS 100
 
-static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadline,
-                         size_t keep_bytes, bool explicit_call, size_t *released)
+enum { PASS_BACKGROUND, PASS_INLINE, PASS_EXPLICIT };
+
+static bool sweep_take(int mode)
 {
+    if (mode == PASS_INLINE)
+        return td_trylock(&sweep_lock);
+    td_lock(&sweep_lock);
+    return true;
+}
+
+static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadline,
+                         size_t keep_bytes, int mode, size_t *released)
+{
+    bool explicit_call = mode == PASS_EXPLICIT;
     size_t swept = 0, parked = 0;
     /* An explicit release of everything (no keep) parks in busy heaps too. */
     uint32_t park_after = explicit_call && keep_bytes == 0 ? 0
                         : older_than > PARK_IDLE_MIN_MS ? older_than : PARK_IDLE_MIN_MS;
-    td_lock(&sweep_lock);
-    bool pending = td_heap_sweep(older_than, UINT32_MAX, &swept, &parked);
+    /* A pass run from some caller's malloc or free never waits for the
+       sweep lock: another pass (an explicit release parking a big heap)
+       may hold it for long. It leaves the work for later instead. */
+    if (!sweep_take(mode)) {
+        *released = 0;
+        return true;
+    }
+    bool pending = td_heap_sweep(older_than, UINT32_MAX, 0, deadline, &swept, &parked);
     td_unlock(&sweep_lock);
 
     size_t done = 0;
@@ -69,7 +87,10 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
     }
     while (done < budget) {
         size_t want = budget - done < BATCH_BYTES ? budget - done : BATCH_BYTES;
-        td_lock(&sweep_lock);
+        if (!sweep_take(mode)) {
+            pending = true;
+            break;
+        }
         size_t r = td_pageheap_release(want, older_than, deadline);
         td_unlock(&sweep_lock);
         done += r;
@@ -79,10 +100,16 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
             break;
     }
     /* Parking last: page-heap runs give back the most bytes per madvise. */
-    if (done < max_bytes) {
-        td_lock(&sweep_lock);
-        td_heap_sweep(older_than, park_after, &swept, &parked);
-        td_unlock(&sweep_lock);
+    if (done < max_bytes && (deadline == 0 || td_os_now_ns() < deadline)) {
+        /* Bounded like the rest: a pass run from some caller's malloc has
+           a small budget, so it parks a slab or two, not a whole heap. */
+        if (sweep_take(mode)) {
+            pending |= td_heap_sweep(older_than, park_after, max_bytes - done, deadline,
+                                     &swept, &parked);
+            td_unlock(&sweep_lock);
+        } else {
+            pending = true;
+        }
     }
     *released = parked + done;
     return pending || td_pageheap_dirty(NULL) != 0;
@@ -109,7 +136,7 @@ static void *bg_main(void *arg)
             return NULL;
         }
         size_t r = 0;
-        bool pending = release_pass(td_conf.decay_ms, SIZE_MAX, 0, 0, false, &r);
+        bool pending = release_pass(td_conf.decay_ms, SIZE_MAX, 0, 0, PASS_BACKGROUND, &r);
         __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
         __atomic_add_fetch(&passes, 1, __ATOMIC_RELAXED);
         int seq = __atomic_load_n(&bg_seq, __ATOMIC_SEQ_CST);
@@ -188,7 +215,8 @@ static TIDE_NOINLINE void safepoint_slow(int work)
         __atomic_and_fetch(&safepoint_work, ~WORK_INLINE, __ATOMIC_RELAXED);
         size_t r = 0;
         /* A small budget: this is some caller's malloc or free. */
-        bool pending = release_pass(td_conf.decay_ms, 2 * BATCH_BYTES, 0, 0, false, &r);
+        bool pending = release_pass(td_conf.decay_ms, 2 * BATCH_BYTES,
+                                    td_os_now_ns() + INLINE_PASS_NS, 0, PASS_INLINE, &r);
         __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
         if (pending)
             __atomic_or_fetch(&safepoint_work, WORK_INLINE, __ATOMIC_RELAXED);
@@ -238,7 +266,7 @@ size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes)
     uint64_t deadline = max_usec ? td_os_now_ns() + max_usec * 1000u : 0;
     td_heap_trim_local();
     size_t r = 0;
-    release_pass(0, max_bytes, deadline, keep_bytes, true, &r);
+    release_pass(0, max_bytes, deadline, keep_bytes, PASS_EXPLICIT, &r);
     __atomic_add_fetch(&released_explicit, r, __ATOMIC_RELAXED);
     release_safepoint(false);
     return r;
