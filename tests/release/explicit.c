@@ -244,40 +244,6 @@ enum { ABA_N = 4096, ABA_SIZE = 1000 };
 static void *aba_a[ABA_N], *aba_b[ABA_N];
 static void *aba_x, *aba_y, *aba_z;
 static int aba_found;
-static void (*owner_cmd)(void);
-static int cmd_seq, done_seq, owner_quit;
-
-static void *owner_loop(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&mu);
-    for (;;) {
-        while (cmd_seq == done_seq && !owner_quit)
-            pthread_cond_wait(&cv, &mu);
-        if (owner_quit)
-            break;
-        void (*fn)(void) = owner_cmd;
-        pthread_mutex_unlock(&mu);
-        fn();
-        pthread_mutex_lock(&mu);
-        done_seq = cmd_seq;
-        pthread_cond_broadcast(&cv);
-    }
-    pthread_mutex_unlock(&mu);
-    return NULL;
-}
-
-static void on_owner(void (*fn)(void))
-{
-    pthread_mutex_lock(&mu);
-    owner_cmd = fn;
-    cmd_seq++;
-    pthread_cond_broadcast(&cv);
-    while (done_seq != cmd_seq)
-        pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-}
-
 static void aba_step1(void)
 {
     for (int i = 0; i < ABA_N; i++) {
@@ -308,14 +274,13 @@ static void aba_step2(void)
 
 static int sub_release_reused_remote(void)
 {
-    pthread_t t;
-    CHECK(pthread_create(&t, NULL, owner_loop, NULL) == 0);
-    on_owner(aba_step1);
+    rel_owner_start();
+    rel_on_owner(aba_step1);
     free(aba_y);
     free(aba_x);
     rel_release(SIZE_MAX, 0);
     CHECK_PATTERN(aba_z, ABA_SIZE, 2);
-    on_owner(aba_step2);
+    rel_on_owner(aba_step2);
     if (aba_found) {
         free(aba_x); /* the same object heads the remote list again */
         rel_release(SIZE_MAX, 0);
@@ -327,11 +292,7 @@ static int sub_release_reused_remote(void)
            "a live block lost its contents (byte %zu reads %02x) after tide_release: "
            "its slab was released while the object was out",
            bad, ((unsigned char *)aba_z)[bad]);
-    pthread_mutex_lock(&mu);
-    owner_quit = 1;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-    CHECK(pthread_join(t, NULL) == 0);
+    rel_owner_stop();
     free(aba_z);
     if (!aba_found)
         free(aba_x);

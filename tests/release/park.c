@@ -161,58 +161,6 @@ static size_t set_bytes(const set_t *s, int sel)
 
 /* ---- an owner thread that runs commands, then waits without a call ----- */
 
-static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
-static void (*owner_cmd)(void);
-static int cmd_seq, done_seq, owner_quit;
-static pthread_t owner_tid;
-
-static void *owner_loop(void *arg)
-{
-    (void)arg;
-    pthread_mutex_lock(&mu);
-    for (;;) {
-        while (cmd_seq == done_seq && !owner_quit)
-            pthread_cond_wait(&cv, &mu);
-        if (owner_quit)
-            break;
-        void (*fn)(void) = owner_cmd;
-        pthread_mutex_unlock(&mu);
-        fn();
-        pthread_mutex_lock(&mu);
-        done_seq = cmd_seq;
-        pthread_cond_broadcast(&cv);
-    }
-    pthread_mutex_unlock(&mu);
-    return NULL;
-}
-
-static void owner_start(void)
-{
-    CHECK(pthread_create(&owner_tid, NULL, owner_loop, NULL) == 0);
-}
-
-/* Runs fn on the owner thread and waits for it. */
-static void on_owner(void (*fn)(void))
-{
-    pthread_mutex_lock(&mu);
-    owner_cmd = fn;
-    cmd_seq++;
-    pthread_cond_broadcast(&cv);
-    while (done_seq != cmd_seq)
-        pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-}
-
-static void owner_stop(void)
-{
-    pthread_mutex_lock(&mu);
-    owner_quit = 1;
-    pthread_cond_broadcast(&cv);
-    pthread_mutex_unlock(&mu);
-    CHECK(pthread_join(owner_tid, NULL) == 0);
-}
-
 static size_t small_allocated(void)
 {
     rel_stats_t st;
@@ -256,17 +204,17 @@ static int sub_park_explicit(void)
     set_init(&A, cap, 1);
     set_init(&B, cap, 1u << 24);
     set_init(&C, cap, 2u << 24);
-    owner_start();
+    rel_owner_start();
     rel_release(SIZE_MAX, 0);
-    on_owner(own_release);
+    rel_on_owner(own_release);
     size_t small0 = small_allocated();
 
-    on_owner(own_alloc_a);
+    rel_on_owner(own_alloc_a);
     size_t freed = set_bytes(&A, SEL_DEAD), kept = set_bytes(&A, SEL_SURVIVORS);
     CHECKF(kept * 20 < freed && kept * 100 > freed,
            "survivors: %zu KiB of %zu KiB (want about 1 in 64)", kept / KIB,
            (kept + freed) / KIB);
-    on_owner(own_free_a_local);
+    rel_on_owner(own_free_a_local);
     set_free(&A, SEL_DEAD_REMOTE); /* remote frees: the owner is idle */
     long before = rel_rss();
     size_t r = rel_release(SIZE_MAX, 0);
@@ -285,15 +233,15 @@ static int sub_park_explicit(void)
 
     /* Beside the survivors: the owner collects the remote frees (parked
        ones included) and allocates from the parked slabs' lists. */
-    on_owner(own_alloc_b);
+    rel_on_owner(own_alloc_b);
     set_verify(&A, SEL_ALL);
     set_verify(&B, SEL_ALL);
-    on_owner(own_check);
+    rel_on_owner(own_check);
     rel_check();
 
     /* After them: every block freed, half by the owner (the slow path now,
        for parked slabs), half by this thread; allocate again. */
-    on_owner(own_free_even);
+    rel_on_owner(own_free_even);
     set_free(&A, SEL_ODD);
     set_free(&B, SEL_ODD);
     before = rel_rss();
@@ -301,24 +249,24 @@ static int sub_park_explicit(void)
     after = rel_rss();
     printf("slabs emptied after parking: tide_release = %zu KiB, RSS %ld -> %ld KiB\n",
            r / KIB, before / (long)KIB, after / (long)KIB);
-    on_owner(own_alloc_c);
+    rel_on_owner(own_alloc_c);
     set_verify(&C, SEL_ALL);
-    on_owner(own_check);
+    rel_on_owner(own_check);
     rel_check();
 
     /* All freed: no slab may stay counted in use. */
-    on_owner(own_free_c_even);
+    rel_on_owner(own_free_c_even);
     set_free(&C, SEL_ODD);
     rel_release(SIZE_MAX, 0);
-    on_owner(own_release);
+    rel_on_owner(own_release);
     rel_release(SIZE_MAX, 0);
     size_t small1 = small_allocated();
     CHECKF(small1 <= small0 + 128 * KIB,
            "every block freed, but small_allocated is %zu KiB (was %zu KiB before "
            "the bursts): slabs kept counted in use",
            small1 / KIB, small0 / KIB);
-    on_owner(own_check);
-    owner_stop();
+    rel_on_owner(own_check);
+    rel_owner_stop();
     rel_check();
     set_done(&A);
     set_done(&B);
@@ -512,13 +460,13 @@ static int park_decay(bool remote)
     for (int c = 0; c < 4; c++)
         cap += idle_bytes[c] / idle_sizes[c];
     set_init(&A, cap, 21);
-    owner_start();
-    on_owner(own_alloc_idle);
+    rel_owner_start();
+    rel_on_owner(own_alloc_idle);
     size_t freed = set_bytes(&A, SEL_DEAD);
     if (remote)
         set_free(&A, SEL_DEAD);
     else
-        on_owner(own_free_dead);
+        rel_on_owner(own_free_dead);
     /* From here on no allocator call until the verdict. */
     long before = rel_rss();
     long target = before - (long)freed * 3 / 4, rss;
@@ -538,7 +486,7 @@ static int park_decay(bool remote)
     printf("RSS %ld -> %ld MiB in %" PRIu64 " ms\n", REL_MIB(before), REL_MIB(rss),
            rel_now_ms() - t0);
     set_verify(&A, SEL_ALL);
-    owner_stop();
+    rel_owner_stop();
     set_free(&A, SEL_ALL);
     rel_check();
     set_done(&A);

@@ -435,4 +435,59 @@ static inline int rel_main(int argc, char **argv, const th_test_t *tests,
     return th_main(argc, argv, tests);
 }
 
+
+/* A thread that runs commands for a test: the heap owner of the blocks the
+   test allocates there, idle (blocked) between commands. */
+static pthread_mutex_t rel_owner_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rel_owner_cv = PTHREAD_COND_INITIALIZER;
+static void (*rel_owner_cmd)(void);
+static int rel_owner_seq, rel_owner_done, rel_owner_quit;
+static pthread_t rel_owner_tid;
+
+static void *rel_owner_loop(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&rel_owner_mu);
+    for (;;) {
+        while (rel_owner_seq == rel_owner_done && !rel_owner_quit)
+            pthread_cond_wait(&rel_owner_cv, &rel_owner_mu);
+        if (rel_owner_quit)
+            break;
+        void (*fn)(void) = rel_owner_cmd;
+        pthread_mutex_unlock(&rel_owner_mu);
+        fn();
+        pthread_mutex_lock(&rel_owner_mu);
+        rel_owner_done = rel_owner_seq;
+        pthread_cond_broadcast(&rel_owner_cv);
+    }
+    pthread_mutex_unlock(&rel_owner_mu);
+    return NULL;
+}
+
+static inline void rel_owner_start(void)
+{
+    CHECK(pthread_create(&rel_owner_tid, NULL, rel_owner_loop, NULL) == 0);
+}
+
+/* Runs fn on the owner thread and waits for it. */
+static inline void rel_on_owner(void (*fn)(void))
+{
+    pthread_mutex_lock(&rel_owner_mu);
+    rel_owner_cmd = fn;
+    rel_owner_seq++;
+    pthread_cond_broadcast(&rel_owner_cv);
+    while (rel_owner_done != rel_owner_seq)
+        pthread_cond_wait(&rel_owner_cv, &rel_owner_mu);
+    pthread_mutex_unlock(&rel_owner_mu);
+}
+
+static inline void rel_owner_stop(void)
+{
+    pthread_mutex_lock(&rel_owner_mu);
+    rel_owner_quit = 1;
+    pthread_cond_broadcast(&rel_owner_cv);
+    pthread_mutex_unlock(&rel_owner_mu);
+    CHECK(pthread_join(rel_owner_tid, NULL) == 0);
+}
+
 #endif /* REL_H */
