@@ -7,7 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-td_conf_t td_conf = { .decay_ms = 500, .background = true, .purge_free = false };
+td_conf_t td_conf = { .decay_ms = 500, .background = true, .purge_free = false,
+                     .process_madvise = true };
 
 static bool token_is(const char *s, size_t n, const char *word)
 {
@@ -70,8 +71,13 @@ static void apply(const char *key, size_t klen, const char *val, size_t vlen, bo
             td_conf.purge_free = true;
         else
             ok = false;
+    } else if (token_is(key, klen, "process_madvise")) {
+        bool v;
+        if (ok && (ok = parse_bool(val, vlen, &v)))
+            td_conf.process_madvise = v;
     } else {
-        td_warn("TIDEMALLOC_CONF: unknown key '%s' ignored (keys: decay_ms, background, purge)",
+        td_warn("TIDEMALLOC_CONF: unknown key '%s' ignored "
+                "(keys: decay_ms, background, purge, process_madvise)",
                 clip(kb, sizeof kb, key, klen));
         return;
     }
@@ -112,4 +118,5 @@ void td_conf_init(void)
     /* getenv only reads environ: no allocation. */
     td_conf_parse(getenv("TIDEMALLOC_CONF"));
     td_os_set_purge_free(td_conf.purge_free);
+    td_os_set_unback_batch(td_conf.process_madvise);
 }

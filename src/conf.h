@@ -12,6 +12,11 @@
  *                 explicit calls
  *     purge       dontneed (default: pages leave RSS at once) or free
  *                 (MADV_FREE: the kernel takes them under memory pressure)
+ *     process_madvise  true/false: give many ranges back with one
+ *                 process_madvise call and one TLB flush (default true;
+ *                 falls back by itself on kernels before 6.13/6.14); false
+ *                 makes one madvise call per range, for sandboxes whose
+ *                 seccomp filter kills on unknown system calls
  * An unknown key or a bad value gives one warning line on stderr naming
  * it, and is ignored.
  */
@@ -24,6 +29,7 @@ typedef struct {
     uint32_t decay_ms;
     bool background;
     bool purge_free;
+    bool process_madvise;
 } td_conf_t;
 
 extern td_conf_t td_conf;

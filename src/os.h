@@ -18,6 +18,7 @@
 #define TIDE_OS_H
 
 #include <stdarg.h>
+#include <sys/uio.h>
 #include "internal.h"
 
 void td_os_init(void);
@@ -29,6 +30,22 @@ void td_os_unback(void *p, size_t bytes);
    when it needs memory; until then they stay in RSS and keep their bytes). */
 void td_os_set_purge_free(bool on);
 bool td_os_unback_zeroes(void);    /* true while MADV_DONTNEED is used */
+
+/* Ranges unbacked together, with one system call and one TLB flush where
+   the kernel allows it (process_madvise on self), else one madvise each.
+   td_os_unback_add merges a range that starts where the last one ended,
+   and flushes first when the batch is full; td_os_unback_flush unbacks
+   what is pending and empties the batch. Zero-initialise before use. */
+#define TD_UNBACK_MAX 64
+typedef struct {
+    int n;
+    size_t bytes;   /* pending */
+    struct iovec v[TD_UNBACK_MAX];
+} td_unback_batch_t;
+void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes);
+void td_os_unback_flush(td_unback_batch_t *b);
+/* false: one madvise per range always (TIDEMALLOC_CONF process_madvise). */
+void td_os_set_unback_batch(bool on);
 void td_os_advise_huge(void *p, size_t bytes);
 /* Requires: p, old_bytes from td_os_map. Returns the new address or NULL
    (the old mapping is then intact). */

@@ -233,7 +233,7 @@ run_sh() {
 }
 
 # Layer unit tests (tests/unit/<layer>_test.c, helpers testhelper.h and
-# fake_os.c): each is linked with fake_os.c and an archive of the layers in
+# fake_os.c): each (but os_test, linked with src/os.c alone) is linked with fake_os.c and an archive of the layers in
 # src/ (all but os.c, api.c and the single-file tidemalloc.c), built
 # debug-full (-DTIDE_DEBUG=2), with the sanitizer of the library under test.
 # Run without preload; one test each, passed if it exits 0.
@@ -273,10 +273,12 @@ for src in "${unit_tests[@]}"; do
     prog=$(basename "$src" .c)
     name=unit/$prog
     log=$LOGS/unit-$prog.log
-    echo "+ $CC $UNIT_CFLAGS -o $UNIT_DIR/$prog $src tests/unit/fake_os.c $UNIT_DIR/layers.a" >"$log"
+    # os_test is the os layer's own test: the real os.c, no fake.
+    link=(tests/unit/fake_os.c "$UNIT_DIR/layers.a")
+    [ "$prog" = os_test ] && link=(src/os.c)
+    echo "+ $CC $UNIT_CFLAGS -o $UNIT_DIR/$prog $src ${link[*]}" >"$log"
     # shellcheck disable=SC2086
-    if $CC $UNIT_CFLAGS -o "$UNIT_DIR/$prog" "$src" tests/unit/fake_os.c \
-        "$UNIT_DIR/layers.a" >>"$log" 2>&1; then
+    if $CC $UNIT_CFLAGS -o "$UNIT_DIR/$prog" "$src" "${link[@]}" >>"$log" 2>&1; then
         start=$SECONDS
         env -u LD_PRELOAD timeout -k 10 "$PROG_TIMEOUT" "$UNIT_DIR/$prog" >>"$log" 2>&1 </dev/null
         st=$?

@@ -46,6 +46,32 @@ void td_os_unback(void *p, size_t bytes)
     memset(p, 0, bytes);
     fake_os_unbacked += bytes;
 }
+/* Batches as the real layer keeps them: nothing happens until the flush,
+   so a layer that lets go of pages before flushing shows up in its tests. */
+void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes)
+{
+    if (bytes == 0)
+        return;
+    if (b->n > 0 && (char *)b->v[b->n - 1].iov_base + b->v[b->n - 1].iov_len == (char *)p) {
+        b->v[b->n - 1].iov_len += bytes;
+        b->bytes += bytes;
+        return;
+    }
+    if (b->n == TD_UNBACK_MAX)
+        td_os_unback_flush(b);
+    b->v[b->n].iov_base = p;
+    b->v[b->n].iov_len = bytes;
+    b->n++;
+    b->bytes += bytes;
+}
+void td_os_unback_flush(td_unback_batch_t *b)
+{
+    for (int i = 0; i < b->n; i++)
+        td_os_unback(b->v[i].iov_base, b->v[i].iov_len);
+    b->n = 0;
+    b->bytes = 0;
+}
+void td_os_set_unback_batch(bool on) { (void)on; }
 void td_os_advise_huge(void *p, size_t bytes) { (void)p; (void)bytes; }
 void *td_os_remap(void *p, size_t o, size_t n) { (void)p; (void)o; (void)n; return NULL; }
 size_t td_os_page_size(void) { return 4096; }
