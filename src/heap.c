@@ -455,9 +455,9 @@ static bool slab_dead(span_t *s)
 #define PARK_MAX_OBJS 4096                 /* 16-byte objects in 16 pages */
 #define PARK_MAX_PAGES (64 * 3)            /* bits in span_t.parked */
 
-static inline uint32_t obj_index(const span_t *s, const void *p)
+static inline uint64_t obj_index(const span_t *s, const void *p)
 {
-    return (uint32_t)(((uintptr_t)p - s->start) / s->obj_size);   /* sweeper only */
+    return td_slab_index(s, p);   /* sweeper only */
 }
 
 static inline bool page_parked(const span_t *s, size_t pg)
@@ -472,7 +472,7 @@ static uint32_t mark_chain(const span_t *s, void *head, uint64_t *bits, uint32_t
 {
     uint32_t n = 0;
     for (void *p = head; p != NULL; p = *(void **)p) {
-        uint32_t i = obj_index(s, p);
+        uint64_t i = obj_index(s, p);
         TIDE_CHECK(i < cap && ++n <= cap && "free chain leaves its slab");
         bits[i >> 6] |= (uint64_t)1 << (i & 63);
     }
@@ -489,7 +489,7 @@ static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *unl)
         return 0;
     for (void *p = *(void **)prev; p != NULL;) {
         void *next = *(void **)p;
-        uint32_t i = obj_index(s, p);
+        uint64_t i = obj_index(s, p);
         if ((unl[i >> 6] >> (i & 63)) & 1) {
             removed++;
         } else {
@@ -565,6 +565,21 @@ static inline uint32_t park_memo(const void *f, const void *r)
     uint64_t x = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)r;
     return (uint32_t)(x >> 32 ^ x) | 1;
 }
+
+/* Parked pages waiting to be unbacked. Only sweeps add to it, and they
+   run under the release layer's sweep lock. It is flushed before the
+   heap's lock is let go (park_flush): until then the slab cannot empty
+   and go back to the page heap, so no page in it can have been reused. */
+static td_unback_batch_t park_batch;
+#define PARK_FLUSH_RANGES 32                       /* ~40 us of calls */
+#define PARK_FLUSH_BYTES  ((size_t)512 << 10)      /* ~60 us of page freeing */
+
+static bool park_batch_full(void)
+{
+    return park_batch.n >= PARK_FLUSH_RANGES || park_batch.bytes >= PARK_FLUSH_BYTES;
+}
+
+static void park_flush(void) { td_os_unback_flush(&park_batch); }
 
 static size_t slab_park(span_t *s)
 {
@@ -649,7 +664,8 @@ static size_t slab_park(span_t *s)
         size_t run = 1;
         while (pg + run < s->npages && ((newly[(pg + run) >> 6] >> ((pg + run) & 63)) & 1))
             run++;
-        td_os_unback((void *)(s->start + (pg << TD_PAGE_SHIFT)), run << TD_PAGE_SHIFT);
+        td_os_unback_add(&park_batch, (void *)(s->start + (pg << TD_PAGE_SHIFT)),
+                         run << TD_PAGE_SHIFT);
         pg += run;
     }
     td_pageheap_note_released((size_t)nnew << TD_PAGE_SHIFT);
@@ -728,7 +744,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL)) {
                 size_t got = slab_park(s);
                 *unbacked += got;
-                yield |= got != 0;
+                yield |= park_batch_full();
                 if (got != 0 && park_done(unbacked, park_budget, deadline))
                     park = false;
             }
@@ -740,9 +756,11 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             last = s;
         }
         if (yield) {
-            /* Let the owner in: at most one slab's madvise or one round of
-               checks between its chances. The slabs kept aside are not
-               lost to it: with remote frees pending, it cannot empty them. */
+            /* Let the owner in: at most one batch of parked pages or one
+               round of checks between its chances. The slabs kept aside
+               are not lost to it: with remote frees pending, it cannot
+               empty them. */
+            park_flush();
             td_unlock(&h->lock);
             td_lock(&h->lock);
         }
@@ -769,9 +787,10 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
                 pending = true;   /* more may be left for a later pass */
                 break;
             }
-            if (got != 0 || ++n % SWEEP_ROUND == 0) {
+            if (park_batch_full() || ++n % SWEEP_ROUND == 0) {
                 /* The owner may change the list meanwhile: start the class
                    over; slabs already looked at are skipped by their memo. */
+                park_flush();
                 td_unlock(&h->lock);
                 td_lock(&h->lock);
                 goto restart;
@@ -790,6 +809,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             pending = true;
         }
     }
+    park_flush();
     td_unlock(&h->lock);
     return pending;
 }

@@ -450,45 +450,65 @@ bool td_pageheap_resize(span_t *s, size_t npages)
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns)
 {
     size_t done = 0;
-    while (done < max_bytes) {
+    bool more = true;
+    span_t *taken[TD_UNBACK_MAX];
+    td_unback_batch_t batch;
+    batch.n = 0;
+    batch.bytes = 0;
+    while (more && done < max_bytes) {
         if (deadline_ns != 0 && done != 0 && td_os_now_ns() >= deadline_ns)
             break;   /* between batches: a call always makes progress */
-        td_lock(&ph.lock);
-        span_t *s = ph.dirty_tail;   /* the oldest */
-        if (s == NULL || (older_than != 0 && td_ms_since(s->stamp, td_os_now_ms()) < older_than)) {
-            td_unlock(&ph.lock);
-            break;
-        }
-        bin_remove(s);
-        td_pagemap_set(s->start, NULL);
-        td_pagemap_set(last_page(s), NULL);
-        size_t batch = TD_RELEASE_BATCH_PAGES;
+        /* Take up to TD_UNBACK_MAX runs, oldest first, out of the bins,
+           then unback them all with one call and no lock held. */
+        int nt = 0;
+        size_t pages = 0;
         size_t rest = max_bytes - done;   /* > 0 */
-        size_t left = (rest >> TD_PAGE_SHIFT) + ((rest & (TD_PAGE - 1)) != 0);
-        if (left < batch)
-            batch = left;   /* at least one page */
-        if (s->npages > batch) {
-            span_t *t = split(s, s->npages - batch);   /* release the tail end */
-            if (t != NULL) {
-                mark_ends(s);
-                bin_insert(s);
-                s = t;
+        size_t limit = (rest >> TD_PAGE_SHIFT) + ((rest & (TD_PAGE - 1)) != 0);
+        if (limit > TD_RELEASE_BATCH_PAGES)
+            limit = TD_RELEASE_BATCH_PAGES;
+        td_lock(&ph.lock);
+        uint32_t now = td_os_now_ms();
+        while (nt < TD_UNBACK_MAX && pages < limit) {
+            span_t *s = ph.dirty_tail;   /* the oldest */
+            if (s == NULL || (older_than != 0 && td_ms_since(s->stamp, now) < older_than)) {
+                more = false;
+                break;
             }
+            bin_remove(s);
+            td_pagemap_set(s->start, NULL);
+            td_pagemap_set(last_page(s), NULL);
+            size_t want = limit - pages;   /* at least one page */
+            if (s->npages > want) {
+                span_t *t = split(s, s->npages - want);   /* release the tail end */
+                if (t != NULL) {
+                    mark_ends(s);
+                    bin_insert(s);
+                    s = t;
+                }
+            }
+            /* Out of the bins and marked LARGE while unbacked, so that a
+               neighbour freed meanwhile does not coalesce into it. */
+            s->kind = TD_SPAN_LARGE;
+            mark_ends(s);
+            taken[nt++] = s;
+            pages += s->npages;
         }
-        /* Out of the bins and marked LARGE while unbacked, so that a
-           neighbour freed meanwhile does not coalesce into it. */
-        s->kind = TD_SPAN_LARGE;
-        mark_ends(s);
         td_unlock(&ph.lock);
+        if (nt == 0)
+            break;
 
-        td_os_unback((void *)s->start, s->npages << TD_PAGE_SHIFT);
-        done += s->npages << TD_PAGE_SHIFT;
+        for (int i = 0; i < nt; i++)
+            td_os_unback_add(&batch, (void *)taken[i]->start, taken[i]->npages << TD_PAGE_SHIFT);
+        td_os_unback_flush(&batch);
+        done += pages << TD_PAGE_SHIFT;
 
         td_lock(&ph.lock);
-        ph.released_bytes += s->npages << TD_PAGE_SHIFT;
-        s->ndirty = 0;
-        s->kind = TD_SPAN_FREE;
-        free_locked(s);
+        ph.released_bytes += pages << TD_PAGE_SHIFT;
+        for (int i = 0; i < nt; i++) {
+            taken[i]->ndirty = 0;
+            taken[i]->kind = TD_SPAN_FREE;
+            free_locked(taken[i]);
+        }
         td_unlock(&ph.lock);
     }
     return done;

@@ -57,9 +57,10 @@ bool td_pageheap_resize(span_t *s, size_t npages);
 /* Unbacks dirty free runs, oldest first: at most max_bytes (rounded up to
    a page), only runs unused for at least older_than ms (0: any age), and
    starts no batch after the first once td_os_now_ns() reaches deadline_ns
-   (0: no deadline). Batches of at most TD_RELEASE_BATCH_PAGES, the lock dropped
-   around each madvise. Returns the bytes unbacked. */
-#define TD_RELEASE_BATCH_PAGES 256   /* 1 MiB: bounds the time one batch is out of the bins */
+   (0: no deadline). A batch is at most TD_UNBACK_MAX runs and
+   TD_RELEASE_BATCH_PAGES pages, unbacked with one td_os_unback_flush and
+   the lock dropped around it. Returns the bytes unbacked. */
+#define TD_RELEASE_BATCH_PAGES 1024   /* 4 MiB: bounds the time one batch is out of the bins */
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
 
 /* Counts bytes the layer above unbacked itself (parked slab pages) into

@@ -52,6 +52,15 @@ static inline bool td_slab_is_object(const span_t *s, const void *p)
     return q < s->nobjs;
 }
 
+/* The index of object p in s when p is an object start (as on a free
+   chain); for any other p, a value >= nobjs (see above). */
+static inline uint64_t td_slab_index(const span_t *s, const void *p)
+{
+    uint64_t x = ((uintptr_t)p - s->start) * s->div_inv;
+    unsigned r = s->div_shift;
+    return (x >> r) | (x << (-r & 63));
+}
+
 static inline bool td_slab_marked_free(const void *p)
 {
     return ((const uintptr_t *)p)[1] == (td_free_key ^ (uintptr_t)p);

@@ -41,6 +41,8 @@
  *                       thread calls tide_release(SIZE_MAX, 0) for ~2 s;
  *                       then everything is freed: small_allocated falls back
  *                       to where it started (no slab kept by a wrong count)
+ *   t_park_explicit_nobatch, t_park_stress_nobatch  the same two with
+ *                       process_madvise:false (one madvise per range)
  */
 #include "release.h"
 
@@ -675,8 +677,24 @@ static void t_park_stress(void)
     rel_run_sub("sub_park_stress", DECAY, 40);
 }
 
+/* The same two with one madvise per range instead of batched
+   process_madvise calls (TIDEMALLOC_CONF process_madvise:false). */
+static void t_park_explicit_nobatch(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_explicit", QUIET ",process_madvise:false", 40);
+}
+
+static void t_park_stress_nobatch(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_stress", DECAY ",process_madvise:false", 40);
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_park_explicit),
+    TH_TEST(t_park_explicit_nobatch),
+    TH_TEST(t_park_stress_nobatch),
     TH_TEST(t_park_many_slabs),
     TH_TEST(t_park_release_count),
     TH_TEST(t_park_double_free),

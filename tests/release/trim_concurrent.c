@@ -13,7 +13,8 @@
  * every block is checked and tide_check() runs in each worker and in main.
  *
  * One test per configuration: default, decay_ms:0 (the background thread
- * releases at once, racing the workers too), purge:free with a short decay.
+ * releases at once, racing the workers too), purge:free with a short decay,
+ * and decay_ms:0 with process_madvise:false (one madvise per range).
  */
 #include "release.h"
 
@@ -192,8 +193,15 @@ static void t_trim_purge_free(void)
     rel_run_sub("sub_trim_loop", "purge:free,decay_ms:5", 50);
 }
 
+static void t_trim_nobatch(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_trim_loop", "decay_ms:0,process_madvise:false", 50);
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_trim_default),
+    TH_TEST(t_trim_nobatch),
     TH_TEST(t_trim_decay0),
     TH_TEST(t_trim_purge_free),
     TH_END,
