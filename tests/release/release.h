@@ -237,7 +237,9 @@ static inline void *rel_map(size_t bytes)
    baseline: they are only touched by rel_burst_alloc). */
 static inline void rel_burst_init(rel_burst_t *b, size_t total)
 {
-    size_t rounds = total / (MIB + 6 * 64 * KIB + REL_SMALL_PER_ROUND * 520) + 1;
+    /* 520 is the mean small size: a seed whose sizes run low needs more
+       rounds than the mean gives (room for 1/8 more, and two rounds). */
+    size_t rounds = total / (MIB + 6 * 64 * KIB + REL_SMALL_PER_ROUND * 520) * 9 / 8 + 2;
     b->cap = rounds * (7 + REL_SMALL_PER_ROUND);
     b->map_bytes = (b->cap * (sizeof *b->p + sizeof *b->n) + 4095) & ~(size_t)4095;
     void *m = rel_map(b->map_bytes);
