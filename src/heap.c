@@ -953,17 +953,25 @@ void td_heap_bad_free(void *p, span_t *s, const char *who)
     td_fatal("%s: invalid pointer %p: not allocated by tidemalloc (or already freed)", who, p);
 }
 
-void td_heap_free_slow(void *p, span_t *s, const char *who)
+void td_heap_free_slow(void *p, const char *who)
 {
     if (p == NULL)
         return;
+    span_t *s = td_pagemap_get(p);
     if (TIDE_UNLIKELY(s == NULL))
         td_heap_bad_free(p, s, who);
     switch (s->kind) {
     case TD_SPAN_SLAB:
+        if (TIDE_UNLIKELY(!td_slab_is_object(s, p)))
+            td_heap_bad_free(p, s, who);
+        if (s->heap == td_tls_heap && s->fast_heap == s->heap) {
+            /* Ours, but the fast path's hint was another span. */
+            td_heap_free_local(s->heap, s, p, who);
+            return;
+        }
         /* Owned by another heap (or by a pooled one), or a slab with
            parked pages: a remote free. */
-        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
+        if (TIDE_UNLIKELY(td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
         if (TIDE_UNLIKELY(__atomic_load_n(&s->nparked, __ATOMIC_RELAXED) != 0) &&
             page_parked(s, ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT))

@@ -72,7 +72,7 @@ extern heap_t td_heap_empty;
 extern span_t td_span_empty;
 
 void *td_heap_malloc_slow(size_t n) TIDE_NOINLINE;
-void td_heap_free_slow(void *p, span_t *s, const char *who) TIDE_NOINLINE;
+void td_heap_free_slow(void *p, const char *who) TIDE_NOINLINE;
 void td_heap_free_local_slow(heap_t *h, span_t *s) TIDE_NOINLINE;
 void td_heap_bad_free(void *p, span_t *s, const char *who) __attribute__((noreturn)) TIDE_COLD;
 
@@ -89,34 +89,39 @@ static inline void *td_heap_malloc(size_t n)
     return td_heap_malloc_slow(n);
 }
 
+/* Pushes p, an object of s (a slab of h, h the caller's heap), after the
+   double-free test. */
+TIDE_INLINE void td_heap_free_local(heap_t *h, span_t *s, void *p, const char *who)
+{
+    if (TIDE_UNLIKELY(td_slab_marked_free(p)))
+        td_heap_bad_free(p, s, who);
+    ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
+    *(void **)p = s->free;
+    /* Release (a plain store): a sweep reading the head sees the link. */
+    __atomic_store_n(&s->free, p, __ATOMIC_RELEASE);
+    /* Signed: also negative while the slab is FULL (bit 31). A release
+       store of the count, so a sweep that reads it (acquire) sees the list
+       write above (see td_slab_used_dec). */
+    if (TIDE_UNLIKELY(td_slab_used_dec(s)))
+        td_heap_free_local_slow(h, s);
+}
+
 static inline void td_heap_free(void *p, const char *who)
 {
-    span_t *s = td_pagemap_get(p);
+    /* The flat pagemap's hint may be NULL or another span (pagemap.h); it
+       is trusted only when s is a slab of this thread's heap with no
+       parked pages (fast_heap: no slab has td_heap_empty) and p is one of
+       its objects by the exact test: then p is live in s, so no sweep can
+       give s back meanwhile. Anything else (NULL, foreign, LARGE, HUGE,
+       remote, parked, a wrong hint, an interior pointer) goes to the slow
+       path, which asks the radix tree. */
+    span_t *s = td_pagemap_hint(p);
     heap_t *h = td_tls_heap;
-    /* NULL, or not from any span: its own call, so that the fast path
-       keeps no copy of s for a shared slow-call tail. */
-    if (TIDE_UNLIKELY(s == NULL)) {
-        td_heap_free_slow(p, NULL, who);
+    if (TIDE_LIKELY(s != NULL && s->fast_heap == h && td_slab_is_object(s, p))) {
+        td_heap_free_local(h, s, p, who);
         return;
     }
-    /* Only slabs have a heap, and no slab has td_heap_empty: one compare
-       screens LARGE, HUGE and remote frees, and frees into slabs with
-       parked pages (fast_heap NULL: the slow path checks them). */
-    if (TIDE_LIKELY(s->fast_heap == h)) {
-        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
-            td_heap_bad_free(p, s, who);
-        ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
-        *(void **)p = s->free;
-        /* Release (a plain store): a sweep reading the head sees the link. */
-        __atomic_store_n(&s->free, p, __ATOMIC_RELEASE);
-        /* Signed: also negative while the slab is FULL (bit 31). A release
-           store of the count, so a sweep that reads it (acquire) sees the
-           list write above (see td_slab_used_dec). */
-        if (TIDE_UNLIKELY(td_slab_used_dec(s)))
-            td_heap_free_local_slow(h, s);
-        return;
-    }
-    td_heap_free_slow(p, s, who);
+    td_heap_free_slow(p, who);
 }
 
 void td_global_init(void);

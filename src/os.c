@@ -17,6 +17,7 @@
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,6 +26,7 @@ static size_t os_page = 4096;
 static size_t os_hugepage = 0;
 static unsigned os_ncpu = 1;
 static uint64_t os_random_key;
+static size_t os_reserve_cap = SIZE_MAX;
 
 /* Reads a small decimal file with open/read: no stdio, which allocates. */
 static uint64_t read_number(const char *path)
@@ -49,6 +51,14 @@ void td_os_init(void)
     if (pg > 0)
         os_page = (size_t)pg;
     os_hugepage = (size_t)read_number("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size");
+    /* Strict overcommit commits NORESERVE mappings too; under RLIMIT_AS a
+       large reservation would take the program's own address space. */
+    if (read_number("/proc/sys/vm/overcommit_memory") == 2)
+        os_reserve_cap = (size_t)16 << 20;
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur / 16 < os_reserve_cap)
+        os_reserve_cap = (size_t)(rl.rlim_cur / 16);
 
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
@@ -72,6 +82,7 @@ void td_os_init(void)
 }
 
 size_t td_os_page_size(void) { return os_page; }
+size_t td_os_reserve_cap(void) { return os_reserve_cap; }
 size_t td_os_hugepage_size(void) { return os_hugepage; }
 unsigned td_os_ncpu(void) { return os_ncpu; }
 uint64_t td_os_random(void) { return os_random_key; }

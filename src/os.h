@@ -51,6 +51,11 @@ void td_os_advise_huge(void *p, size_t bytes);
    (the old mapping is then intact). */
 void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes);
 
+/* Most bytes of address space an index that is mostly never touched may
+   take with td_os_map: unlimited unless strict overcommit (mode 2, where
+   MAP_NORESERVE is ignored and every byte is committed) or RLIMIT_AS make
+   untouched address space costly. Read at init. */
+size_t td_os_reserve_cap(void);
 size_t td_os_page_size(void);      /* kernel page, read at init */
 size_t td_os_hugepage_size(void);  /* THP PMD size, 0 if unknown */
 unsigned td_os_ncpu(void);

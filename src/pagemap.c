@@ -7,6 +7,36 @@
 
 span_t **td_pagemap_root[TD_PM_ROOT_LEN];
 
+/* Mask 0 and one empty entry: every hint is NULL until flat_init. */
+static uintptr_t flat_none[2];
+uintptr_t *td_pagemap_flat = &flat_none[1];
+static int flat_tried;
+
+/* Reserves the largest flat table the os allows, once. Racing callers may
+   both map; the CAS keeps one. */
+static void flat_init(void)
+{
+    if (__atomic_load_n(&flat_tried, __ATOMIC_ACQUIRE))
+        return;
+    size_t cap = td_os_reserve_cap();
+    for (unsigned bits = TD_PM_FLAT_BITS; bits >= 16; bits--) {
+        size_t bytes = TD_PAGE + (sizeof(uintptr_t) << bits);
+        if (bytes > cap)
+            continue;
+        uintptr_t *m = td_os_map(bytes, 0);
+        if (m == NULL)
+            continue;
+        uintptr_t *t = m + TD_PAGE / sizeof *m;
+        t[-1] = ((uintptr_t)1 << bits) - 1;
+        uintptr_t *expect = &flat_none[1];
+        if (!__atomic_compare_exchange_n(&td_pagemap_flat, &expect, t, false,
+                                         __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+            td_os_unmap(m, bytes);
+        break;
+    }
+    __atomic_store_n(&flat_tried, 1, __ATOMIC_RELEASE);
+}
+
 /* Metadata is carved from 1 MiB blocks; span descriptors are recycled
    through a free list. One lock for both, held only for pointer work. */
 #define META_BLOCK ((size_t)1 << 20)
@@ -22,6 +52,7 @@ bool td_pagemap_ensure(uintptr_t start, size_t bytes)
     uintptr_t last = (start + bytes - 1) >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS);
     if (last >= TD_PM_ROOT_LEN)
         return false;
+    flat_init();
     for (uintptr_t i = first; i <= last; i++) {
         if (__atomic_load_n(&td_pagemap_root[i], __ATOMIC_ACQUIRE) != NULL)
             continue;
@@ -44,6 +75,8 @@ void td_pagemap_set(uintptr_t addr, span_t *s)
     TIDE_ASSERT(leaf != NULL);
     __atomic_store_n(&leaf[(addr >> TD_PAGE_SHIFT) & (TD_PM_LEAF_LEN - 1)], s,
                      __ATOMIC_RELAXED);
+    uintptr_t *t = td_pagemap_flat;
+    __atomic_store_n(&t[(addr >> TD_PAGE_SHIFT) & t[-1]], (uintptr_t)s, __ATOMIC_RELAXED);
 }
 
 void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s)

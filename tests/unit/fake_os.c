@@ -75,6 +75,7 @@ void td_os_set_unback_batch(bool on) { (void)on; }
 void td_os_advise_huge(void *p, size_t bytes) { (void)p; (void)bytes; }
 void *td_os_remap(void *p, size_t o, size_t n) { (void)p; (void)o; (void)n; return NULL; }
 size_t td_os_page_size(void) { return 4096; }
+size_t td_os_reserve_cap(void) { return (size_t)16 << 20; }   /* the arena is small */
 size_t td_os_hugepage_size(void) { return 2u << 20; }
 unsigned td_os_ncpu(void) { return 1; }
 uint64_t td_os_now_ns(void) { return 0; }
