@@ -108,16 +108,16 @@ TIDE_INLINE void td_heap_free_local(heap_t *h, span_t *s, void *p, const char *w
 
 static inline void td_heap_free(void *p, const char *who)
 {
-    /* The flat pagemap's hint may be NULL or another span (pagemap.h); it
-       is trusted only when s is a slab of this thread's heap with no
-       parked pages (fast_heap: no slab has td_heap_empty) and p is one of
-       its objects by the exact test: then p is live in s, so no sweep can
-       give s back meanwhile. Anything else (NULL, foreign, LARGE, HUGE,
-       remote, parked, a wrong hint, an interior pointer) goes to the slow
-       path, which asks the radix tree. */
+    /* The flat pagemap's hint may be the empty span or another span
+       (pagemap.h); it is trusted only when s is a slab of this thread's
+       heap with no parked pages (fast_heap: no slab has td_heap_empty) and
+       p is one of its objects by the exact test: then p is live in s, so
+       no sweep can give s back meanwhile. Anything else (empty, foreign,
+       LARGE, HUGE, remote, parked, a wrong hint, an interior pointer) goes
+       to the slow path, which asks the radix tree. */
     span_t *s = td_pagemap_hint(p);
     heap_t *h = td_tls_heap;
-    if (TIDE_LIKELY(s != NULL && s->fast_heap == h && td_slab_is_object(s, p))) {
+    if (TIDE_LIKELY(s->fast_heap == h && td_slab_is_object(s, p))) {
         td_heap_free_local(h, s, p, who);
         return;
     }

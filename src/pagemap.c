@@ -7,9 +7,11 @@
 
 span_t **td_pagemap_root[TD_PM_ROOT_LEN];
 
-/* Mask 0 and one empty entry: every hint is NULL until flat_init. */
-static uintptr_t flat_none[2];
-uintptr_t *td_pagemap_flat = &flat_none[1];
+/* Mask 0 (word 7), then the reserved entries (the empty span, from word
+   8: 64-byte aligned, as a span_t must be): every hint is the empty span
+   until flat_init. */
+static uintptr_t flat_none[8 + TD_PM_FLAT_RESERVED] __attribute__((aligned(64)));
+uintptr_t *td_pagemap_flat = &flat_none[8];
 static int flat_tried;
 
 /* Reserves the largest flat table the os allows, once. Racing callers may
@@ -19,7 +21,7 @@ static void flat_init(void)
     if (__atomic_load_n(&flat_tried, __ATOMIC_ACQUIRE))
         return;
     size_t cap = td_os_reserve_cap();
-    for (unsigned bits = TD_PM_FLAT_BITS; bits >= 16; bits--) {
+    for (unsigned bits = TD_PM_FLAT_BITS; bits >= 6; bits--) {
         size_t bytes = TD_PAGE + (sizeof(uintptr_t) << bits);
         if (bytes > cap)
             continue;
@@ -28,7 +30,7 @@ static void flat_init(void)
             continue;
         uintptr_t *t = m + TD_PAGE / sizeof *m;
         t[-1] = ((uintptr_t)1 << bits) - 1;
-        uintptr_t *expect = &flat_none[1];
+        uintptr_t *expect = &flat_none[8];
         if (!__atomic_compare_exchange_n(&td_pagemap_flat, &expect, t, false,
                                          __ATOMIC_RELEASE, __ATOMIC_RELAXED))
             td_os_unmap(m, bytes);
@@ -76,7 +78,9 @@ void td_pagemap_set(uintptr_t addr, span_t *s)
     __atomic_store_n(&leaf[(addr >> TD_PAGE_SHIFT) & (TD_PM_LEAF_LEN - 1)], s,
                      __ATOMIC_RELAXED);
     uintptr_t *t = td_pagemap_flat;
-    __atomic_store_n(&t[(addr >> TD_PAGE_SHIFT) & t[-1]], (uintptr_t)s, __ATOMIC_RELAXED);
+    uintptr_t i = (addr >> TD_PAGE_SHIFT) & t[-1];
+    if (i >= TD_PM_FLAT_RESERVED)   /* else the page is left to the tree */
+        __atomic_store_n(&t[i], s != NULL ? (uintptr_t)s - (uintptr_t)t : 0, __ATOMIC_RELAXED);
 }
 
 void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s)

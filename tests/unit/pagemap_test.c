@@ -17,12 +17,13 @@ int main(void)
     CHECK(td_pagemap_get(mem + 4 * 4096) == NULL);
     /* The flat hint mirrors the tree (no other span aliases here). */
     CHECK(td_pagemap_hint(mem) == s && td_pagemap_hint(mem + 3 * 4096 + 4095) == s);
-    CHECK(td_pagemap_hint(mem + 4 * 4096) == NULL);
-    (void)td_pagemap_hint((void *)~(uintptr_t)0);   /* any address: no crash */
+    /* An empty entry is the empty span: never NULL, no heap. */
+    CHECK(td_pagemap_hint(mem + 4 * 4096)->heap == NULL);
+    CHECK(td_pagemap_hint((void *)~(uintptr_t)0) != NULL);   /* any address: no crash */
     CHECK(td_pagemap_get(NULL) == NULL);
     CHECK(td_pagemap_get((void *)~(uintptr_t)0) == NULL || 1);   /* no crash */
     td_pagemap_set(base + 4096, NULL);
-    CHECK(td_pagemap_get(mem + 4096) == NULL && td_pagemap_hint(mem + 4096) == NULL);
+    CHECK(td_pagemap_get(mem + 4096) == NULL && td_pagemap_hint(mem + 4096)->heap == NULL);
     /* Beyond the covered address range: refused. */
     CHECK(!td_pagemap_ensure((uintptr_t)1 << 48, 4096));
     /* Descriptors are recycled and come back zeroed. */
