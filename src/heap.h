@@ -26,7 +26,10 @@
  * every object was freed by other threads ("dead" slabs). The fast paths
  * never take it. They touch only the current slabs (malloc) and slabs in
  * which the caller holds a live object (free), and the sweep touches
- * neither: a dead slab has no live object and is never current. The free
+ * neither: a dead slab has no live object and is never current. (Free
+ * finds its slab through a hint that may name a slab the sweep is giving
+ * back at that moment; td_heap_free reads it in an order that cannot
+ * mistake such a slab for p's.) The free
  * fast path stores `used` with release order, so a sweep that reads the
  * count (acquire) also sees the free-list write before it.
  *
@@ -106,18 +109,46 @@ TIDE_INLINE void td_heap_free_local(heap_t *h, span_t *s, void *p, const char *w
         td_heap_free_local_slow(h, s);
 }
 
+/* The hint (pagemap.h) is any span that ever covered a page sharing p's
+   entry, or the empty span, and another thread may be giving it back and
+   reusing its descriptor right now: the release layer's sweep releases
+   this heap's dead and spare slabs under h->lock, which free does not
+   take. So the fast path reads s's geometry (start, divisor, count) FIRST
+   and fast_heap LAST, and trusts s only if that last read is h. Why that
+   is enough (docs/design.md, "Hint and descriptor reuse"):
+   - fast_heap becomes h only in td_slab_init, on h's thread (this one, or
+     a thread whose heap this was before the pool handed it over under
+     pool_lock): so a slab that reads as h's was made before this call,
+     with its geometry, and no other thread can make a slab h's meanwhile;
+   - its geometry does not change while it is h's; whatever ends that
+     (td_pageheap_free, td_pageheap_free_parked, slab_park) stores
+     fast_heap NULL before the page heap can merge, split or hand out the
+     descriptor again, under its lock;
+   - x86-64 keeps loads in order and stores in one causal order (TSO):
+     if a geometry load below saw any write of a reuse, the fast_heap load
+     after it sees that NULL, or a later store of another heap. The acquire
+     fence is what keeps the compiler from moving the fast_heap load up
+     (on x86-64 it emits nothing). A weakly ordered port would also need
+     release fences where a descriptor is rekeyed.
+   So a last read of h means s was h's slab with exactly the geometry
+   tested, and p one of its objects, at that moment: p's own span, as the
+   tree would say. p is live, so no sweep gives s back before the push
+   (dead slabs have no live object, spares none out) and, as before the
+   hint, parking may only clear fast_heap, leaving p's page alone. A first
+   read of fast_heap, as a seqlock makes, would add nothing: only this
+   thread could write h between the two.
+   Anything else (the empty span, foreign, LARGE, HUGE, remote, parked, a
+   wrong or stale hint, an interior pointer) goes to the slow path, which
+   asks the radix tree. */
 static inline void td_heap_free(void *p, const char *who)
 {
-    /* The flat pagemap's hint may be the empty span or another span
-       (pagemap.h); it is trusted only when s is a slab of this thread's
-       heap with no parked pages (fast_heap: no slab has td_heap_empty) and
-       p is one of its objects by the exact test: then p is live in s, so
-       no sweep can give s back meanwhile. Anything else (empty, foreign,
-       LARGE, HUGE, remote, parked, a wrong hint, an interior pointer) goes
-       to the slow path, which asks the radix tree. */
     span_t *s = td_pagemap_hint(p);
     heap_t *h = td_tls_heap;
-    if (TIDE_LIKELY(s->fast_heap == h && td_slab_is_object(s, p))) {
+    bool obj = td_slab_is_object(s, p);
+    __atomic_thread_fence(__ATOMIC_ACQUIRE);
+    /* A plain load: gcc folds it into the compare, not an __atomic one
+       (one instruction more); the fence above keeps it in place. */
+    if (TIDE_LIKELY(s->fast_heap == h && obj)) {
         td_heap_free_local(h, s, p, who);
         return;
     }

@@ -329,6 +329,10 @@ void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp)
     s->ndirty = unbacked ? 0 : s->npages;
     s->stamp = stamp;
     s->heap = NULL;
+    /* Before free_locked may merge s away and the descriptor be reused
+       (new start, new geometry): the free fast path, reading s through a
+       stale hint, relies on seeing this NULL once it sees any of that
+       (heap.h, td_heap_free). */
     s->fast_heap = NULL;
     s->kind = TD_SPAN_FREE;
     free_locked(s);
@@ -342,7 +346,7 @@ void td_pageheap_free_parked(span_t *s, const uint64_t *parked, uint32_t stamp)
     td_lock(&ph.lock);
     ph.slab_pages -= s->npages;
     s->heap = NULL;
-    s->fast_heap = NULL;
+    s->fast_heap = NULL;   /* before any split or merge: see td_pageheap_free */
     /* Runs of pages in one state, each freed on its own: parked ones are
        already given back (counted then), the rest are dirty. */
     span_t *cur = s;

@@ -77,7 +77,10 @@ void td_pagemap_set(uintptr_t addr, span_t *s)
     TIDE_ASSERT(leaf != NULL);
     __atomic_store_n(&leaf[(addr >> TD_PAGE_SHIFT) & (TD_PM_LEAF_LEN - 1)], s,
                      __ATOMIC_RELAXED);
-    uintptr_t *t = td_pagemap_flat;
+    /* Acquire: the mask before the table (flat_init's CAS). A writer that
+       still sees flat_none writes nothing: a missing hint only costs the
+       slow path. */
+    uintptr_t *t = __atomic_load_n(&td_pagemap_flat, __ATOMIC_ACQUIRE);
     uintptr_t i = (addr >> TD_PAGE_SHIFT) & t[-1];
     if (i >= TD_PM_FLAT_RESERVED)   /* else the page is left to the tree */
         __atomic_store_n(&t[i], s != NULL ? (uintptr_t)s - (uintptr_t)t : 0, __ATOMIC_RELAXED);

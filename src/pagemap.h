@@ -53,7 +53,9 @@ typedef struct span_s {
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
     char *bump;                 /* slab: first object never handed out */
     struct heap_s *fast_heap;   /* slab: what the free fast path compares with the
-                                   caller's heap: heap, or NULL once pages are parked */
+                                   caller's heap: heap, or NULL once pages are parked
+                                   or the slab is given back; set only by td_slab_init
+                                   on heap's thread (td_heap_free relies on both) */
 
     /* Line 1: written by other threads. Apart from line 0 so that remote
        frees do not bounce the owner's hot line (false sharing). */
@@ -114,7 +116,10 @@ static inline span_t *td_pagemap_get(const void *p)
    an empty span (never NULL, see below) or another span. A caller trusts
    it only after checks that hold whatever span it got (the free fast path:
    s->fast_heap is the caller's own heap, and p is an object of s by an
-   exact test), and otherwise asks td_pagemap_get. Two dependent loads and an add, no branch: 6
+   exact test), and otherwise asks td_pagemap_get. The span may be in the
+   middle of being given back and reused by another thread while the caller
+   reads it: descriptors are never unmapped, so the reads are safe, and
+   td_heap_free says in which order they make the answer exact. Two dependent loads and an add, no branch: 6
    instructions where the tree takes 9 and two tests. */
 #ifndef TD_PM_FLAT_BITS
 #define TD_PM_FLAT_BITS 32      /* tunable: 35 would cover 47 bits exactly; small

@@ -28,6 +28,8 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->prev = s->next = s->notify_next = NULL;
     s->swept_head = NULL;
     s->swept_count = 0;
+    /* Only here does a span become h's, and only on h's thread (heap_refill):
+       the free fast path's hint check relies on it (heap.h, td_heap_free). */
     s->fast_heap = h;
     s->parked_remote = 0;
     s->nparked = 0;
