@@ -153,13 +153,10 @@ static int sub_hint_race(void)
     pthread_t t[WORKERS];
     for (int i = 0; i < WORKERS; i++)
         pthread_mutex_init(&inbox[i].mu, NULL);
-    for (int i = 0; i < WORKERS; i++)
-        CHECK(pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i) == 0);
-    uint64_t end = rel_now_ms() + (th_quick() ? 1000 : th_long() ? 20000 : 1500);
+    rel_start_workers(t, WORKERS, worker);
+    uint64_t end = rel_loop_end();
     size_t calls = 0, released = 0;
-    /* At least that long, and at least MIN_OPS worker operations (a slow
-       or loaded machine takes longer, it does not fail). */
-    while (rel_now_ms() < end || __atomic_load_n(&ops_live, __ATOMIC_RELAXED) < MIN_OPS) {
+    while (rel_loop_more(end, &ops_live, MIN_OPS)) {
         released += rel_release(SIZE_MAX, 0);
         calls++;
         struct timespec ts = {0, 200000};   /* let the background passes in too */

@@ -145,6 +145,28 @@ static inline uint64_t rel_now_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+/* Worker-against-releaser tests: start n threads running fn((void *)i). */
+static inline void rel_start_workers(pthread_t *t, int n, void *(*fn)(void *))
+{
+    for (int i = 0; i < n; i++)
+        CHECK(pthread_create(&t[i], NULL, fn, (void *)(uintptr_t)i) == 0);
+}
+
+/* The deadline of such a test's release loop: 1.5 s (quick: 1 s, long:
+   20 s) from now. */
+static inline uint64_t rel_loop_end(void)
+{
+    return rel_now_ms() + (th_quick() ? 1000 : th_long() ? 20000 : 1500);
+}
+
+/* True while the loop must go on: until end, and until the workers have
+   made min_ops operations (*ops, relaxed): a slow or loaded machine takes
+   longer, it does not fail. */
+static inline bool rel_loop_more(uint64_t end, const size_t *ops, size_t min_ops)
+{
+    return rel_now_ms() < end || __atomic_load_n(ops, __ATOMIC_RELAXED) < min_ops;
+}
+
 static inline void rel_sleep_ms(unsigned ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};

@@ -59,8 +59,7 @@ static void t_merge_and_scatter(void)
     enum { N = 64 };
     char *m = fresh(N);
     unsigned char want[N] = { 0 };
-    td_unback_batch_t b;
-    memset(&b, 0, sizeof b);
+    td_unback_batch_t b = { 0 };
     /* 3, 4, 5 as three adds: one range. */
     for (int i = 3; i <= 5; i++) {
         td_os_unback_add(&b, m + (size_t)i * PG, PG);
@@ -91,8 +90,7 @@ static void t_overflow(void)
     enum { N = 3 * TD_UNBACK_MAX + 7 };
     char *m = fresh(2 * N);
     unsigned char want[2 * N] = { 0 };
-    td_unback_batch_t b;
-    memset(&b, 0, sizeof b);
+    td_unback_batch_t b = { 0 };
     for (int i = 0; i < N; i++) {
         td_os_unback_add(&b, m + (size_t)(2 * i) * PG, PG);
         want[2 * i] = 1;
@@ -108,8 +106,7 @@ static void t_hole(void)
     enum { N = 40 };
     char *m = fresh(N);
     unsigned char want[N] = { 0 };
-    td_unback_batch_t b;
-    memset(&b, 0, sizeof b);
+    td_unback_batch_t b = { 0 };
     for (int i = 0; i < N; i += 2) {
         td_os_unback_add(&b, m + (size_t)i * PG, PG);
         want[i] = 1;
