@@ -118,5 +118,11 @@ void td_conf_init(void)
     /* getenv only reads environ: no allocation. */
     td_conf_parse(getenv("TIDEMALLOC_CONF"));
     td_os_set_purge_free(td_conf.purge_free);
+    /* Valgrind (3.19 at least) does not know process_madvise and prints a
+       warning on the first call before failing it; its preloaded core
+       library gives it away. */
+    const char *pre = getenv("LD_PRELOAD");
+    if (pre != NULL && strstr(pre, "/vgpreload_") != NULL)
+        td_conf.process_madvise = false;
     td_os_set_unback_batch(td_conf.process_madvise);
 }
