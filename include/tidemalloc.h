@@ -33,11 +33,15 @@ const char *tide_version(void);
 /* Returns free memory the allocator holds to the operating system now and
    reports the bytes released: free page runs, every thread heap's cached
    empty slabs, and slabs whose objects other threads freed, also of
-   threads that are idle. Stops after max_bytes (SIZE_MAX: all it can; the
-   last 1 MiB batch may overshoot to a page boundary) or once max_usec
-   microseconds have passed (0: no limit; checked between batches). Works in
-   1 MiB batches and never holds a lock across a system call, so other
-   threads' malloc and free go on meanwhile. Without this call, free memory
+   threads that are idle, and whole free pages inside partly used slabs.
+   Stops after max_bytes (SIZE_MAX: all it can; rounded up to a page) or
+   once max_usec microseconds have passed (0: no limit; checked between
+   batches, so a call may overrun either by one batch of up to 4 MiB or
+   one slab's pages). Works in batches, each given back
+   with one system call, so other threads' malloc and free go on
+   meanwhile; the one lock held across such a call is, while free pages
+   inside a heap's slabs go back, that heap's own, for one batch: only its
+   owner thread may wait, in a slow path. Without this call, free memory
    goes back by itself after the decay time (TIDEMALLOC_CONF decay_ms,
    default 500). malloc_trim(pad) is this call keeping pad bytes. */
 size_t tide_release(size_t max_bytes, unsigned long max_usec);

@@ -455,11 +455,6 @@ static bool slab_dead(span_t *s)
 #define PARK_MAX_OBJS 4096                 /* 16-byte objects in 16 pages */
 #define PARK_MAX_PAGES (64 * 3)            /* bits in span_t.parked */
 
-static inline uint64_t obj_index(const span_t *s, const void *p)
-{
-    return td_slab_index(s, p);   /* sweeper only */
-}
-
 static inline bool page_parked(const span_t *s, size_t pg)
 {
     return (__atomic_load_n(&s->parked[pg >> 6], __ATOMIC_RELAXED) >> (pg & 63)) & 1;
@@ -472,7 +467,7 @@ static uint32_t mark_chain(const span_t *s, void *head, uint64_t *bits, uint32_t
 {
     uint32_t n = 0;
     for (void *p = head; p != NULL; p = *(void **)p) {
-        uint64_t i = obj_index(s, p);
+        uint64_t i = td_slab_index(s, p);
         TIDE_CHECK(i < cap && ++n <= cap && "free chain leaves its slab");
         bits[i >> 6] |= (uint64_t)1 << (i & 63);
     }
@@ -489,7 +484,7 @@ static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *unl)
         return 0;
     for (void *p = *(void **)prev; p != NULL;) {
         void *next = *(void **)p;
-        uint64_t i = obj_index(s, p);
+        uint64_t i = td_slab_index(s, p);
         if ((unl[i >> 6] >> (i & 63)) & 1) {
             removed++;
         } else {
@@ -554,12 +549,6 @@ static unsigned select_pages(const span_t *s, const uint64_t *bits, const uint64
     return nnew;
 }
 
-/* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
-   only free objects, except the pages of the two list heads, which only
-   the owner and remote freers may move. Their objects leave the lists
-   ("parked") until the slab is empty and goes back whole; fast_heap is
-   cleared so that every free into s takes the slow path, where a free of a
-   parked object is reported as the double free it is. Returns bytes. */
 static inline uint32_t park_memo(const void *f, const void *r)
 {
     uint64_t x = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)r;
@@ -581,6 +570,14 @@ static bool park_batch_full(void)
 
 static void park_flush(void) { td_os_unback_flush(&park_batch); }
 
+/* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
+   only free objects, except the pages of the two list heads, which only
+   the owner and remote freers may move. Their objects leave the lists
+   ("parked") until the slab is empty and goes back whole; fast_heap is
+   cleared so that every free into s takes the slow path, where a free of a
+   parked object is reported as the double free it is. The pages go into
+   park_batch, which the caller flushes before it lets h->lock go. Returns
+   bytes. */
 static size_t slab_park(span_t *s)
 {
     (void)__atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* the owner's earlier list writes */
@@ -623,10 +620,10 @@ static size_t slab_park(span_t *s)
     unsigned nnew = select_pages(s, bits, keep, unl, newly, &nunl);
     void *rh = r0;   /* the remote head after parking */
     uint32_t rr = 0;
-    if (nnew != 0 && r0 != NULL && bit_set(unl, obj_index(s, r0))) {
+    if (nnew != 0 && r0 != NULL && bit_set(unl, td_slab_index(s, r0))) {
         void *rk = *(void **)r0;
         uint32_t skipped = 1;
-        while (rk != NULL && bit_set(unl, obj_index(s, rk))) {
+        while (rk != NULL && bit_set(unl, td_slab_index(s, rk))) {
             rk = *(void **)rk;
             skipped++;
         }

@@ -185,8 +185,9 @@ extern void (*td_heap_fork_hook)(int phase);
    objects are unbacked and their objects kept off the free lists until
    the slab is empty (*unbacked += bytes), until *unbacked reaches
    park_budget or td_os_now_ns() the deadline (0: none); a heap lock is
-   held across that
-   madvise, at most one slab's pages, so only that heap's owner can wait.
+   held across the unbacking of one batch of parked pages (32 ranges or
+   512 KiB), so only that heap's owner can wait. Call with the release
+   layer's sweep lock held (one sweep at a time: the batch is shared).
    Returns true if a heap still holds something a later sweep may give
    back (a young spare, remote frees not yet collected, a busy heap). */
 bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t park_budget,

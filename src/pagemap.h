@@ -119,8 +119,9 @@ static inline span_t *td_pagemap_get(const void *p)
    exact test), and otherwise asks td_pagemap_get. The span may be in the
    middle of being given back and reused by another thread while the caller
    reads it: descriptors are never unmapped, so the reads are safe, and
-   td_heap_free says in which order they make the answer exact. Two dependent loads and an add, no branch: 6
-   instructions where the tree takes 9 and two tests. */
+   td_heap_free says in which order they make the answer exact. Two
+   dependent loads and an add, no branch: 6 instructions where the tree
+   takes 9 and two tests. */
 #ifndef TD_PM_FLAT_BITS
 #define TD_PM_FLAT_BITS 32      /* tunable: 35 would cover 47 bits exactly; small
                                    (6): most hints wrong (tests the hint checks) */

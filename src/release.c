@@ -30,6 +30,7 @@ static size_t released_decay, released_explicit, passes;   /* __atomic adds; pas
 #define WORK_INLINE 2
 #define BATCH_BYTES (TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
 #define INLINE_PASS_NS 500000   /* a pass run from a malloc or free: about 0.5 ms */
+#define INLINE_PASS_BYTES ((size_t)2 << 20)   /* ... and at most 2 MiB */
 
 /* How long a pass may wait for the next: a quarter of the decay, so memory
    goes back between decay and 1.25 decay after its last use. */
@@ -215,7 +216,7 @@ static TIDE_NOINLINE void safepoint_slow(int work)
         __atomic_and_fetch(&safepoint_work, ~WORK_INLINE, __ATOMIC_RELAXED);
         size_t r = 0;
         /* A small budget: this is some caller's malloc or free. */
-        bool pending = release_pass(td_conf.decay_ms, 2 * BATCH_BYTES,
+        bool pending = release_pass(td_conf.decay_ms, INLINE_PASS_BYTES,
                                     td_os_now_ns() + INLINE_PASS_NS, 0, PASS_INLINE, &r);
         __atomic_add_fetch(&released_decay, r, __ATOMIC_RELAXED);
         if (pending)

@@ -7,7 +7,8 @@
  * for their owner to collect them). The release layer ages both: a pass
  * sweeps the heaps (td_heap_sweep: spares older than the decay, dead slabs
  * of any heap, idle or not) into the page heap, then unbacks page-heap
- * runs unused for the decay time, oldest first, one 1 MiB batch at a time.
+ * runs unused for the decay time, oldest first, in batches (up to 64 runs,
+ * 4 MiB) given back with one system call each.
  *
  * Passes run on a background thread ("tide-release"), started lazily at
  * the first kick (the first time some memory becomes free to return), that
@@ -32,7 +33,7 @@ void td_release_init(void);
 /* Releases free memory now: sweeps every heap (all spares, dead slabs),
    then unbacks dirty page-heap runs oldest first until max_bytes are
    released, or all but keep_bytes of dirty memory are, or max_usec have
-   passed (0: no limit; checked between 1 MiB batches). Returns the bytes
+   passed (0: no limit; checked between batches). Returns the bytes
    unbacked. Holds no lock across a system call. */
 size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes);
 

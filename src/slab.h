@@ -35,7 +35,9 @@ bool td_slab_extend(span_t *s);
    Owner only; acquire pairs with the release of td_slab_push_remote. */
 uint32_t td_slab_collect(span_t *s);
 
-/* p is the start of one of s's objects, for any p (no precondition).
+/* td_slab_index: the index of p in s if p is an object start; for any
+   other p (no precondition) a value >= nobjs, so td_slab_is_object tells
+   whether p is the start of one of s's objects.
    Exact division by multiplication (Granlund and Montgomery 1994; Hacker's
    Delight 10-16): with size = odd << shift and inv * odd == 1 mod 2^64,
    q = rotate_right(off * inv, shift) equals off / size when size divides
@@ -44,21 +46,16 @@ uint32_t td_slab_collect(span_t *s);
    every 64-bit off (a p below start, or with bits above TD_VA_BITS set,
    included): multiply, rotate, compare, where index-and-multiply-back
    took two multiplies and a separate end test. */
-static inline bool td_slab_is_object(const span_t *s, const void *p)
-{
-    uint64_t x = ((uintptr_t)p - s->start) * s->div_inv;
-    unsigned r = s->div_shift;
-    uint64_t q = (x >> r) | (x << (-r & 63));
-    return q < s->nobjs;
-}
-
-/* The index of object p in s when p is an object start (as on a free
-   chain); for any other p, a value >= nobjs (see above). */
 static inline uint64_t td_slab_index(const span_t *s, const void *p)
 {
     uint64_t x = ((uintptr_t)p - s->start) * s->div_inv;
     unsigned r = s->div_shift;
     return (x >> r) | (x << (-r & 63));
+}
+
+static inline bool td_slab_is_object(const span_t *s, const void *p)
+{
+    return td_slab_index(s, p) < s->nobjs;
 }
 
 static inline bool td_slab_marked_free(const void *p)
