@@ -90,8 +90,52 @@ static void partial_remove(heap_t *h, span_t *s)
     s->prev = s->next = NULL;
 }
 
+/* ---- a parked owner-list head ------------------------------------------
+   Parking (below) may unback the page under the head of a partly used
+   slab's owner list, s->free, but cannot move the head: the owner's free
+   fast path writes it without a lock, and one such free may still be in
+   flight after parking cleared fast_heap (it read fast_heap before). So
+   the head object stays where it is as s->phead, off the list in meaning,
+   and the link its first word held moves into the descriptor,
+   s->phead_next. Every walker of the list (all hold h->lock) follows and
+   rewrites links through link_of, so none reads or writes the parked page;
+   the owner's pushes and collects only prepend, so phead stays in the
+   chain. Before the slab becomes current, where the owner pops through
+   raw links, heap_refill splices phead out (unpark_head). */
+static inline void **link_of(span_t *s, void *p)
+{
+    return p == s->phead ? &s->phead_next : (void **)p;
+}
+
+/* Takes phead out of the chain that starts at head (h->lock held). The
+   owner may also move the head itself; a sweeper leaves a head that is
+   phead where it is (the owner may be pushing onto it) and splices only
+   below it: a head that is not phead was pushed or collected after
+   parking cleared fast_heap, and no further lock-free push can follow. */
+static void unpark_head(span_t *s, void *head, bool owner)
+{
+    void *parked = s->phead;
+    if (parked == NULL)
+        return;
+    if (head == parked) {
+        if (!owner)
+            return;
+        s->free = s->phead_next;
+    } else {
+        uint32_t n = 0;
+        void **link = (void **)head;
+        while (*link != parked) {
+            TIDE_CHECK(*link != NULL && ++n <= s->nobjs && "parked head not on the owner list");
+            link = (void **)*link;
+        }
+        *link = s->phead_next;
+    }
+    s->phead = s->phead_next = NULL;
+}
+
 static void slab_release_at(span_t *s, uint32_t stamp)
 {
+    s->phead = s->phead_next = NULL;   /* the page heap reuses the fields */
     if (TIDE_UNLIKELY(s->nparked != 0))
         td_pageheap_free_parked(s, s->parked, stamp);   /* parked pages stay clean */
     else
@@ -102,7 +146,9 @@ static void slab_release_at(span_t *s, uint32_t stamp)
 /* Sets cur[c] and the direct[] entries of the sizes that map to c. */
 static void heap_set_cur(heap_t *h, unsigned c, span_t *s)
 {
-    h->cur[c] = s;
+    /* Relaxed atomic stores (plain moves): a sweep may detach a current
+       slab while the owner's fast path reads these without a lock. */
+    __atomic_store_n(&h->cur[c], s, __ATOMIC_RELAXED);
     if (td_class_size[c] > TD_LUT_MAX)
         return;
     /* Sizes (prev class size, class size] map to c; entry i serves sizes
@@ -110,7 +156,7 @@ static void heap_set_cur(heap_t *h, unsigned c, span_t *s)
     size_t first = c == 0 ? 0 : td_class_size[c - 1] / 16 + 1;
     size_t last = td_class_size[c] / 16;
     for (size_t i = first; i <= last; i++)
-        h->direct[i] = s;
+        __atomic_store_n(&h->direct[i], s, __ATOMIC_RELAXED);
 }
 
 static void slab_release(span_t *s)
@@ -231,6 +277,8 @@ static span_t *slab_new(heap_t *h, unsigned c)
     return s;
 }
 
+static void slab_reclaim(heap_t *h, span_t *s);
+
 /* cur[c] is exhausted: refill it. Returns an object or NULL (no memory). */
 static void *heap_refill(heap_t *h, unsigned c)
 {
@@ -250,12 +298,19 @@ static void *heap_refill(heap_t *h, unsigned c)
         s->state = TD_SLAB_FULL;
         s->used |= TD_SLAB_FULL_BIT;
     }
-    s = h->partial[c];
-    if (s != NULL) {
+    while ((s = h->partial[c]) != NULL) {
         partial_remove(h, s);
-    } else if ((s = h->spare[c]) != NULL) {
+        slab_reclaim(h, s);   /* pops follow raw links; frees fast again */
+        if (s->free != NULL || s->bump < (char *)s->start + (size_t)s->nobjs * s->obj_size)
+            break;
+        /* Every object out: a pop in flight when a sweep detached this
+           slab took its last one (look_at_cur). */
+        s->state = TD_SLAB_FULL;
+        s->used |= TD_SLAB_FULL_BIT;
+    }
+    if (s == NULL && (s = h->spare[c]) != NULL) {
         h->spare[c] = NULL;
-    } else if ((s = slab_new(h, c)) == NULL) {
+    } else if (s == NULL && (s = slab_new(h, c)) == NULL) {
         heap_set_cur(h, c, &td_span_empty);
         td_unlock(&h->lock);
         return NULL;
@@ -424,6 +479,9 @@ size_t td_heap_attached(void)
    drop below the list length, never match it. */
 static bool slab_dead(span_t *s)
 {
+    /* A detached slab's owner may still be inside a pop from it. */
+    if (s->detached)
+        return false;
     int32_t used = __atomic_load_n(&s->used, __ATOMIC_ACQUIRE) & ~TD_SLAB_FULL_BIT;
     /* A local free into a FULL slab always goes on to the slow path, which
        waits for h->lock to move the slab to the partial list: if one has
@@ -463,10 +521,12 @@ static inline bool page_parked(const span_t *s, size_t pg)
 /* Walks a chain from head marking objects free in bits; returns its length.
    The chain below head is stable: h->lock keeps the owner from popping or
    collecting, and pushes only prepend. */
-static uint32_t mark_chain(const span_t *s, void *head, uint64_t *bits, uint32_t cap)
+static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
 {
     uint32_t n = 0;
-    for (void *p = head; p != NULL; p = *(void **)p) {
+    for (void *p = head; p != NULL; p = *link_of(s, p)) {
+        if (p == s->phead)
+            continue;   /* parked already: not free to hand out */
         uint64_t i = td_slab_index(s, p);
         TIDE_CHECK(i < cap && ++n <= cap && "free chain leaves its slab");
         bits[i >> 6] |= (uint64_t)1 << (i & 63);
@@ -476,26 +536,26 @@ static uint32_t mark_chain(const span_t *s, void *head, uint64_t *bits, uint32_t
 
 /* Drops from the chain after head (kept) every object that starts in a
    page of newly parked; returns how many. */
-static uint32_t unlink_parked(const span_t *s, void *head, const uint64_t *unl)
+static uint32_t unlink_parked(span_t *s, void *head, const uint64_t *unl)
 {
     uint32_t removed = 0;
     void *prev = head;
     if (prev == NULL)
         return 0;
-    for (void *p = *(void **)prev; p != NULL;) {
-        void *next = *(void **)p;
+    for (void *p = *link_of(s, prev); p != NULL;) {
+        void *next = *link_of(s, p);
         uint64_t i = td_slab_index(s, p);
-        if ((unl[i >> 6] >> (i & 63)) & 1) {
+        if (p != s->phead && ((unl[i >> 6] >> (i & 63)) & 1)) {
             removed++;
         } else {
-            if (*(void **)prev != p)
-                *(void **)prev = p;
+            if (*link_of(s, prev) != p)
+                *link_of(s, prev) = p;
             prev = p;
         }
         p = next;
     }
-    if (*(void **)prev != NULL)
-        *(void **)prev = NULL;
+    if (*link_of(s, prev) != NULL)
+        *link_of(s, prev) = NULL;
     return removed;
 }
 
@@ -571,8 +631,8 @@ static bool park_batch_full(void)
 static void park_flush(void) { td_os_unback_flush(&park_batch); }
 
 /* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
-   only free objects, except the pages of the two list heads, which only
-   the owner and remote freers may move. Their objects leave the lists
+   only free objects; the owner list's head stays in place as phead (see
+   link_of), the remote list's moves past them with a CAS. Their objects leave the lists
    ("parked") until the slab is empty and goes back whole; fast_heap is
    cleared so that every free into s takes the slow path, where a free of a
    parked object is reported as the double free it is. The pages go into
@@ -594,30 +654,63 @@ static size_t slab_park(span_t *s)
     uint32_t cap = s->nobjs;
     if (cap > PARK_MAX_OBJS)
         return 0;
-    uint64_t bits[PARK_MAX_OBJS / 64];
-    memset(bits, 0, (cap + 63) / 64 * sizeof bits[0]);
-    uint32_t nf = mark_chain(s, f0, bits, cap);
+    unpark_head(s, f0, false);   /* a head parked earlier, now below a push */
+    /* The walk of the owner list starts at its head, or below it in a
+       detached slab: a pop in flight there (look_at_cur) may hand f0 out,
+       after which its first word is the program's. Its link, read while
+       the head is still f0, is the pop's own view; below it nothing moves. */
+    void *fw = f0;
+    if (s->detached && f0 != NULL) {
+        fw = __atomic_load_n((void **)f0, __ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&s->free, __ATOMIC_ACQUIRE) != f0) {
+            s->park_memo = 0;   /* it moved: look again next time */
+            return 0;
+        }
+    }
+    size_t words = (cap + 63) / 64;
+    uint64_t bits[PARK_MAX_OBJS / 64], fbits[PARK_MAX_OBJS / 64];
+    memset(bits, 0, words * sizeof bits[0]);
+    memset(fbits, 0, words * sizeof fbits[0]);
+    uint32_t nf = mark_chain(s, fw, fbits, cap);
     uint32_t nr = mark_chain(s, r0, bits, cap);
+    for (size_t w = 0; w < words; w++)
+        bits[w] |= fbits[w];
     s->swept_head = r0;   /* slab_dead's cache: the count is known now */
     s->swept_count = nr;
     if ((size_t)(nf + nr) * s->obj_size < 2 * TD_PAGE)
         return 0;
 
-    /* Pages under any part of the owner's list head stay: only the owner
-       moves that head. The remote list's head can be moved past parked
-       objects with a CAS (pushes only ever replace it), as long as a kept
-       object is left to head the list: an emptied list would make the
-       next remote free notify the heap of a slab already on its stack.
-       Every object overlapping a parked page leaves the lists, also one
-       that starts on a kept page (its header stays resident, and so does
-       its double-free mark), or reusing it would write to the parked
-       page. */
+    /* The owner list's head may lie on a parked page and become phead, as
+       long as another object stays on that list: a partly used slab must
+       have one to hand out when it becomes current. The remote list's head
+       can be moved past parked objects with a CAS (pushes only ever
+       replace it), as long as a kept object is left to head the list: an
+       emptied list would make the next remote free notify the heap of a
+       slab already on its stack. Every object overlapping a parked page
+       leaves the lists, also one that starts on a kept page (its header
+       stays resident, and so does its double-free mark), or reusing it
+       would write to the parked page. */
     uint64_t keep[3] = { 0, 0, 0 };
-    keep_pages(s, f0, keep);
+    if (fw != f0) {
+        /* The pop in flight may still take f0 and make fw the head: both
+           stay resident and linked as they are (no phead: f0 is kept). */
+        keep_pages(s, f0, keep);
+        keep_pages(s, fw, keep);
+    }
     uint64_t unl[PARK_MAX_OBJS / 64];
     uint64_t newly[3];
     uint32_t nunl;
     unsigned nnew = select_pages(s, bits, keep, unl, newly, &nunl);
+    void *lead = f0 == s->phead ? s->phead_next : f0;   /* first object on it */
+    if (nnew != 0 && lead != NULL && bit_set(unl, td_slab_index(s, lead))) {
+        bool left = false;
+        for (size_t w = 0; w < words && !left; w++)
+            left = (fbits[w] & ~unl[w]) != 0;
+        if (!left) {
+            keep_pages(s, lead, keep);
+            nnew = select_pages(s, bits, keep, unl, newly, &nunl);
+        }
+    }
     void *rh = r0;   /* the remote head after parking */
     uint32_t rr = 0;
     if (nnew != 0 && r0 != NULL && bit_set(unl, td_slab_index(s, r0))) {
@@ -641,7 +734,16 @@ static size_t slab_park(span_t *s)
     }
     if (nnew == 0)
         return 0;
-    uint32_t rf = unlink_parked(s, f0, unl);
+    /* A reselect above only shrinks unl, so f0 in it still leaves another
+       object on the owner list. Its page is not unbacked before the batch
+       is flushed, so its link can still be read here. */
+    uint32_t rf = 0;
+    if (f0 != NULL && f0 != s->phead && bit_set(unl, td_slab_index(s, f0))) {
+        s->phead_next = *(void **)f0;
+        s->phead = f0;
+        rf = 1;
+    }
+    rf += unlink_parked(s, fw, unl);   /* fw is kept */
     rr += unlink_parked(s, rh, unl);
     TIDE_CHECK(rf + rr == nunl && "parked objects not all on the lists");
     s->park_memo = park_memo(f0, rh);
@@ -669,6 +771,56 @@ static size_t slab_park(span_t *s)
     return (size_t)nnew << TD_PAGE_SHIFT;
 }
 
+/* s, partly used (h->lock held, on h's thread), is about to become h's
+   current slab again: puts the objects of its parked pages back on the
+   owner list and makes its frees fast again. Without this every free into
+   a slab that was ever parked would take the slow path for as long as the
+   slab lives, and an idle thread that wakes up would not get its fast path
+   back. Linking writes to every parked page, so those pages come back into
+   use now (at most the slab's size, once); what the owner leaves unused
+   is parked again when it is idle. */
+static void slab_reclaim(heap_t *h, span_t *s)
+{
+    unpark_head(s, s->free, true);
+    s->detached = 0;   /* the owner takes it itself: none of its pops is in flight */
+    if (s->nparked == 0)
+        return;
+    size_t size = s->obj_size;
+    uint32_t n = s->nobjs;   /* <= PARK_MAX_OBJS: it was parked */
+    uint64_t objs[PARK_MAX_OBJS / 64];
+    memset(objs, 0, (n + 63) / 64 * sizeof objs[0]);
+    for (size_t pg = 0; pg < s->npages; pg++) {
+        if (!page_parked(s, pg))
+            continue;
+        /* Every object overlapping a parked page was parked with it. */
+        size_t lo = pg << TD_PAGE_SHIFT, first = lo / size, last = (lo + TD_PAGE - 1) / size;
+        if (last >= n)
+            last = n - 1;
+        for (size_t i = first; i <= last; i++)
+            objs[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
+    void *head = s->free;
+    for (size_t i = n; i-- > 0;) {   /* linked in address order */
+        if (!bit_set(objs, i))
+            continue;
+        void *o = (char *)s->start + i * size;
+        ((uintptr_t *)o)[1] = td_free_key ^ (uintptr_t)o;
+        *(void **)o = head;
+        head = o;
+    }
+    s->free = head;
+    /* Parked remote frees not yet taken off the count: on the list now. */
+    s->used -= (int32_t)s->parked_remote;
+    s->parked_remote = 0;
+    for (int w = 0; w < 3; w++)
+        __atomic_store_n(&s->parked[w], 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->nparked, 0, __ATOMIC_RELAXED);
+    s->park_memo = 0;
+    /* Only h's thread makes a slab h's (td_heap_free relies on it); its
+       geometry never changed. */
+    __atomic_store_n(&s->fast_heap, h, __ATOMIC_RELAXED);
+}
+
 /* Takes one slab off h's notify stack. h->lock held: the only other
    takers (the owner's collect) hold it too, so pushes are the only race
    and a CAS pop has no ABA. */
@@ -692,11 +844,64 @@ static void notify_splice(heap_t *h, span_t *first, span_t *last)
 
 #define SWEEP_ROUND 64   /* slabs examined per hold of a heap lock */
 
+/* What a look at a current slab remembers: its owner list and count. */
+static inline uint32_t cur_memo(const span_t *s)
+{
+    return park_memo(__atomic_load_n(&s->free, __ATOMIC_RELAXED),
+                     (void *)(uintptr_t)(0x9e37u ^ (uint32_t)__atomic_load_n(&s->used,
+                                                                          __ATOMIC_RELAXED)));
+}
+
+/* An idle thread's current slabs (h->lock held, once per pass): one whose
+   list and count did not change since the previous pass looked, in a heap
+   idle for park_after, is detached: it becomes a partly used slab,
+   which the parking below can unback, and the owner's next malloc of that
+   class takes it back (heap_refill; slab_reclaim). The sweep cannot know
+   whether the owner is inside a pop that read the slab before it was
+   detached; at most one can be (the owner is one thread, and its next call
+   sees the empty slot). So a detached slab keeps f0's page and its
+   successor's (slab_park) and is never given back by a sweep (slab_dead);
+   the owner clears the mark when it takes the slab back. An empty one is
+   left alone (it cannot be given back while a pop may be in flight; the
+   owner sheds it). Returns true if a later pass may detach something. */
+static bool look_at_cur(heap_t *h, bool idle)
+{
+    bool pending = false;
+    for (unsigned c = 0; c < TD_NCLASSES; c++) {
+        span_t *s = h->cur[c];
+        if (s == &td_span_empty)
+            continue;
+        int32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
+        /* Touched bytes not out: whole pages of them may be parked. */
+        size_t touched = (size_t)((char *)s->bump - (char *)s->start);
+        size_t out = used > 0 ? (size_t)used * s->obj_size : 0;
+        if (used <= 0 || touched < out + 2 * TD_PAGE)
+            continue;
+        uint32_t look = cur_memo(s);
+        if (look != s->park_memo) {
+            s->park_memo = look;   /* unused in a current slab otherwise */
+            pending = true;
+            continue;
+        }
+        if (!idle) {
+            pending = true;
+            continue;
+        }
+        heap_set_cur(h, c, &td_span_empty);
+        s->detached = 1;
+        s->park_memo = 0;
+        partial_push(h, s);
+    }
+    return pending;
+}
+
 /* Parking stops once *unbacked reaches park_budget or the deadline
-   (td_os_now_ns(); 0: none) has passed. */
+   (td_os_now_ns(); 0: none) has passed, once it has parked something: a
+   call always makes progress. */
 static bool park_done(const size_t *unbacked, size_t park_budget, uint64_t deadline)
 {
-    return *unbacked >= park_budget || (deadline != 0 && td_os_now_ns() >= deadline);
+    return *unbacked >= park_budget ||
+           (deadline != 0 && *unbacked != 0 && td_os_now_ns() >= deadline);
 }
 
 static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
@@ -717,8 +922,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     }
     /* Parking costs the owner page faults and slab capacity: only in
        heaps idle for the decay time, or when the caller asks for all. */
-    bool park = td_ms_since(h->active_stamp, now) >= park_after &&
-                !park_done(unbacked, park_budget, deadline);
+    bool idle = td_ms_since(h->active_stamp, now) >= park_after;
+    bool park = idle && !park_done(unbacked, park_budget, deadline);
     span_t *first = NULL, *last = NULL;
     for (int round = 1;; round++) {
         span_t *s = notify_pop(h);
@@ -764,6 +969,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     }
     if (first != NULL)
         notify_splice(h, first, last);
+    if (park_after != UINT32_MAX)
+        pending |= look_at_cur(h, idle);
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         unsigned n = 0;
     restart:
@@ -1153,6 +1360,7 @@ void td_heap_validate(void)
     heap_t *h = td_tls_heap;
     if (h == &td_heap_empty)
         return;
+    td_lock(&h->lock);   /* a sweep may be detaching a current slab */
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         span_t *s = h->cur[c];
         if (s != &td_span_empty) {
@@ -1168,4 +1376,5 @@ void td_heap_validate(void)
     }
     for (size_t i = 0; i < TD_DIRECT_LEN; i++)
         TIDE_CHECK(h->direct[i] == h->cur[td_sizeclass_lut[i]] && "direct[] out of step");
+    td_unlock(&h->lock);
 }

@@ -22,16 +22,20 @@
  * Heap lock: the owner's slow paths hold h->lock while they change the
  * slab lists, spares and states or collect remote frees; the release
  * layer's sweep takes it with a trylock (skipping a busy heap) to give back
- * what an idle owner cannot: spare slabs that have aged, and slabs whose
- * every object was freed by other threads ("dead" slabs). The fast paths
- * never take it. They touch only the current slabs (malloc) and slabs in
- * which the caller holds a live object (free), and the sweep touches
- * neither: a dead slab has no live object and is never current. (Free
- * finds its slab through a hint that may name a slab the sweep is giving
- * back at that moment; td_heap_free reads it in an order that cannot
- * mistake such a slab for p's.) The free
- * fast path stores `used` with release order, so a sweep that reads the
- * count (acquire) also sees the free-list write before it.
+ * what an idle owner cannot: spare slabs that have aged, slabs whose every
+ * object was freed by other threads ("dead" slabs), free pages inside
+ * partly used slabs (parking), and an idle owner's current slabs, which it
+ * detaches (look_at_cur in heap.c) so that they can be parked. The fast
+ * paths never take it. They touch only the current slabs (malloc) and
+ * slabs in which the caller holds a live object (free). The sweep never
+ * gives either back: a dead slab has no live object, and a detached slab,
+ * from which the owner may still be finishing one pop, is left to its
+ * owner; parking leaves alone the list heads the owner may still move.
+ * (Free finds its slab through a hint that may name a slab the sweep is
+ * giving back at that moment; td_heap_free reads it in an order that
+ * cannot mistake such a slab for p's.) The free fast path stores `used`
+ * with release order, so a sweep that reads the count (acquire) also sees
+ * the free-list write before it.
  *
  * Locks: the release layer's sweep lock (rank 0), pool_lock (rank 1, heap
  * registry and pool), a heap's lock (rank 2), then the page heap's (rank
@@ -116,7 +120,9 @@ TIDE_INLINE void td_heap_free_local(heap_t *h, span_t *s, void *p, const char *w
    take. So the fast path reads s's geometry (start, divisor, count) FIRST
    and fast_heap LAST, and trusts s only if that last read is h. Why that
    is enough (docs/design.md, "Hint and descriptor reuse"):
-   - fast_heap becomes h only in td_slab_init, on h's thread (this one, or
+   - fast_heap becomes h only in td_slab_init or slab_reclaim (which
+     restores it on a slab of h whose geometry never changed), on h's
+     thread (this one, or
      a thread whose heap this was before the pool handed it over under
      pool_lock): so a slab that reads as h's was made before this call,
      with its geometry, and no other thread can make a slab h's meanwhile;

@@ -55,7 +55,8 @@ typedef struct span_s {
     struct heap_s *fast_heap;   /* slab: what the free fast path compares with the
                                    caller's heap: heap, or NULL once pages are parked
                                    or the slab is given back; set only by td_slab_init
-                                   on heap's thread (td_heap_free relies on both) */
+                                   and slab_reclaim, on heap's thread (td_heap_free
+                                   relies on both) */
 
     /* Line 1: written by other threads. Apart from line 0 so that remote
        frees do not bounce the owner's hot line (false sharing). */
@@ -65,6 +66,8 @@ typedef struct span_s {
     uint32_t swept_count;       /* SLAB: how many objects hung from swept_head */
     uint32_t parked_remote;     /* SLAB: remote-freed objects parked, not yet taken off used */
     uint16_t nparked;           /* SLAB: pages unbacked under live objects' neighbours */
+    uint8_t detached;           /* SLAB: taken from an idle owner's cur by a sweep; the
+                                   owner may still be inside one pop from it (heap.c) */
     uint32_t park_memo;         /* SLAB: hash of both list heads when parking last
                                    looked (0: never): unchanged, nothing new to park */
     uint64_t parked[3];         /* SLAB: bit p: page p is parked (slabs of <= 192 pages) */
@@ -73,7 +76,16 @@ typedef struct span_s {
     size_t npages __attribute__((aligned(64)));  /* length of the run, in TD_PAGE units */
     size_t bytes;               /* HUGE: mapping length; LARGE: usable bytes */
     struct span_s *prev, *next; /* FREE: TLSF bin; SLAB: heap's partial list */
-    struct span_s *dprev, *dnext; /* FREE with ndirty>0: the dirty list */
+    union {
+        struct {                  /* FREE with ndirty>0: the dirty list */
+            struct span_s *dprev, *dnext;
+        };
+        struct {                  /* SLAB, sweeper under the heap lock (heap.c) */
+            void *phead;          /* parked object the owner list may still lead
+                                     through (its page is unbacked), or NULL */
+            void *phead_next;     /* the link phead's own first word would hold */
+        };
+    };
     size_t ndirty;              /* FREE: npages if dirty (may be resident), 0 if clean */
     uint32_t chunk;             /* FREE/SLAB/LARGE: chunk id; runs never merge across */
     uint32_t stamp;             /* td_os_now_ms() when it last held data: FREE dirty

@@ -100,8 +100,9 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
         if (deadline != 0 && td_os_now_ns() >= deadline)
             break;
     }
-    /* Parking last: page-heap runs give back the most bytes per madvise. */
-    if (done < max_bytes && (deadline == 0 || td_os_now_ns() < deadline)) {
+    /* Parking last: page-heap runs give back the most bytes per madvise.
+       Past the deadline only if nothing was released yet (progress). */
+    if (done < max_bytes && (deadline == 0 || done == 0 || td_os_now_ns() < deadline)) {
         /* Bounded like the rest: a pass run from some caller's malloc has
            a small budget, so it parks a slab or two, not a whole heap. */
         if (sweep_take(mode)) {

@@ -28,11 +28,13 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->prev = s->next = s->notify_next = NULL;
     s->swept_head = NULL;
     s->swept_count = 0;
+    s->phead = s->phead_next = NULL;
     /* Only here does a span become h's, and only on h's thread (heap_refill):
        the free fast path's hint check relies on it (heap.h, td_heap_free). */
     s->fast_heap = h;
     s->parked_remote = 0;
     s->nparked = 0;
+    s->detached = 0;
     s->park_memo = 0;
     s->parked[0] = s->parked[1] = s->parked[2] = 0;
     /* Interior pages; the page heap set the first and the last. */

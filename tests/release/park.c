@@ -26,6 +26,15 @@
  *                       the next tide_release returns about the RSS it
  *                       frees (parked pages are not counted, or unbacked,
  *                       a second time)
+ *   t_park_head         256 slabs freed by their owner in address order, so
+ *                       that each list head lies on a page with nothing else
+ *                       live: those pages are parked too (src/heap.c,
+ *                       phead); more frees, then the slabs taken back and
+ *                       filled again, contents checked
+ *   t_park_cur          an idle thread's current slabs (three classes, one
+ *                       live page each): the first tide_release only looks
+ *                       at them, the second detaches and parks them; the
+ *                       thread wakes, takes them back and fills them again
  *   t_park_double_free  after parking, a second free of an object in the
  *                       middle of a parked page (16, 512 and 20000 bytes; by
  *                       the owner and by another thread) aborts with one
@@ -297,6 +306,145 @@ static int sub_park_many_slabs(void)
     set_free(&A, SEL_ALL);
     rel_check();
     set_done(&A);
+    return 0;
+}
+
+/* ---- the owner list's head page parked too ---------------------------- */
+
+/* Distinct pages under the selected blocks of s. */
+static size_t set_pages(const set_t *s, int sel)
+{
+    size_t n = 0;
+    uintptr_t last = 0;
+    for (size_t i = 0; i < s->count; i++) {   /* a page shared by neighbours once */
+        if (!selected(s, i, sel))
+            continue;
+        uintptr_t a = (uintptr_t)s->p[i] >> 12, b = ((uintptr_t)s->p[i] + s->n[i] - 1) >> 12;
+        for (uintptr_t pg = a; pg <= b; pg++)
+            if (pg != last) {
+                n++;
+                last = pg;
+            }
+    }
+    return n;
+}
+
+static int sub_park_head(void)
+{
+    static const size_t sz[] = {256}, by[] = {16 * MIB};
+    set_init(&A, by[0] / sz[0], 11);
+    set_init(&B, by[0] / sz[0], 1u << 24);
+    rel_release(SIZE_MAX, 0);
+    size_t small0 = small_allocated();
+    set_alloc(&A, sz, by, 1);
+    /* Freed in address order by their owner: the last object freed in
+       each slab, the head of its owner list, lies in the slab's top page,
+       which holds nothing else live. */
+    size_t all = set_pages(&A, SEL_ALL), live = set_pages(&A, SEL_SURVIVORS);
+    set_free(&A, SEL_DEAD);
+    size_t r = rel_release(SIZE_MAX, 0);
+    size_t want = (all - live) * 4096;
+    printf("head pages: %zu pages free of %zu, tide_release = %zu KiB\n", all - live, all,
+           r / KIB);
+    /* 256 slabs: keeping each head's page would miss 1 MiB. The current
+       slab is detached only at the second look, so it may miss 64 KiB. */
+    CHECKF(r + 256 * KIB >= want,
+           "%zu KiB of whole free pages in 256 slabs whose list heads lie on free "
+           "pages: tide_release(SIZE_MAX, 0) = %zu KiB (head pages kept?)",
+           want / KIB, r / KIB);
+    set_verify(&A, SEL_ALL);
+
+    /* Some more freed (the slow path now), then the slabs taken back: the
+       parked heads are spliced out and parked objects handed out again. */
+    for (size_t i = 0; i < A.count; i += 97)
+        if (A.p[i] != NULL)
+            set_free_one(&A, i);
+    set_alloc(&B, sz, by, 1);
+    set_verify(&A, SEL_ALL);
+    set_verify(&B, SEL_ALL);
+    rel_check();
+    set_free(&A, SEL_ALL);
+    set_free(&B, SEL_ALL);
+    rel_release(SIZE_MAX, 0);
+    size_t small1 = small_allocated();
+    CHECKF(small1 <= small0 + 128 * KIB, "all freed, small_allocated %zu KiB (was %zu KiB)",
+           small1 / KIB, small0 / KIB);
+    rel_check();
+    set_done(&A);
+    set_done(&B);
+    return 0;
+}
+
+/* ---- an idle thread's current slabs ------------------------------------ */
+
+static const size_t cur_sizes[] = {256, 512, 1024};
+#define NCUR 3
+static set_t cur_set[NCUR];
+
+/* Fills most of one fresh slab per class (64 KiB each), then frees all
+   but the two blocks in its first page, in address order. */
+static void own_cur_fill(void)
+{
+    for (int c = 0; c < NCUR; c++) {
+        size_t nb[] = {(64 * KIB / cur_sizes[c] - 4) * cur_sizes[c]};
+        set_alloc(&cur_set[c], &cur_sizes[c], nb, 1);
+        for (size_t i = 2; i < cur_set[c].count; i++)
+            set_free_one(&cur_set[c], i);
+    }
+}
+
+static set_t cur_again[NCUR];
+
+static void own_cur_again(void)
+{
+    for (int c = 0; c < NCUR; c++) {
+        size_t nb[] = {(64 * KIB / cur_sizes[c] - 8) * cur_sizes[c]};
+        set_alloc(&cur_again[c], &cur_sizes[c], nb, 1);
+        set_verify(&cur_set[c], SEL_ALL);
+        set_verify(&cur_again[c], SEL_ALL);
+    }
+    rel_check();
+    for (int c = 0; c < NCUR; c++) {
+        set_free(&cur_again[c], SEL_ALL);
+        set_free(&cur_set[c], SEL_ALL);
+    }
+    rel_check();
+}
+
+static int sub_park_cur(void)
+{
+    for (int c = 0; c < NCUR; c++) {
+        set_init(&cur_set[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 20);
+        set_init(&cur_again[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 24);
+    }
+    rel_owner_start();
+    rel_release(SIZE_MAX, 0);
+    rel_release(SIZE_MAX, 0);
+    rel_on_owner(own_cur_fill);
+    /* One look at the owner's current slabs remembers them; the next finds
+       them unchanged and parks them. Each keeps its first page (live
+       blocks) and the page of its list head. */
+    size_t r1 = rel_release(SIZE_MAX, 0);
+    long before = rel_rss();
+    size_t r2 = rel_release(SIZE_MAX, 0);
+    long after = rel_rss();
+    printf("idle thread's current slabs: first look %zu KiB, second %zu KiB, RSS %ld -> %ld KiB\n",
+           r1 / KIB, r2 / KIB, before / (long)KIB, after / (long)KIB);
+    CHECKF(r1 <= 32 * KIB, "the first look at an idle thread's current slabs parked "
+           "%zu KiB: it should only remember them", r1 / KIB);
+    CHECKF(r2 >= NCUR * 13 * 4 * KIB && before - after + (long)(64 * KIB) >= (long)r2,
+           "three current slabs of an idle thread, 14 free pages each: the second "
+           "look parked %zu KiB, RSS fell by %ld KiB", r2 / KIB, (before - after) / (long)KIB);
+    for (int c = 0; c < NCUR; c++)
+        set_verify(&cur_set[c], SEL_ALL);
+    /* The owner wakes: it takes its slabs back and fills them again. */
+    rel_on_owner(own_cur_again);
+    rel_owner_stop();
+    rel_check();
+    for (int c = 0; c < NCUR; c++) {
+        set_done(&cur_set[c]);
+        set_done(&cur_again[c]);
+    }
     return 0;
 }
 
@@ -647,6 +795,18 @@ static void t_park_many_slabs(void)
     rel_run_sub("sub_park_many_slabs", QUIET, 40);
 }
 
+static void t_park_head(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_head", QUIET, 40);
+}
+
+static void t_park_cur(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_cur", QUIET, 40);
+}
+
 static void t_park_release_count(void)
 {
     rel_need_tide();
@@ -697,6 +857,8 @@ static const th_test_t tests[] = {
     TH_TEST(t_park_stress_nobatch),
     TH_TEST(t_park_many_slabs),
     TH_TEST(t_park_release_count),
+    TH_TEST(t_park_head),
+    TH_TEST(t_park_cur),
     TH_TEST(t_park_double_free),
     TH_TEST(t_park_decay_remote),
     TH_TEST(t_park_decay_local),
@@ -708,6 +870,8 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_park_explicit),
     REL_SUB(sub_park_many_slabs),
     REL_SUB(sub_park_release_count),
+    REL_SUB(sub_park_head),
+    REL_SUB(sub_park_cur),
     REL_SUB(sub_park_double_free),
     REL_SUB(sub_park_decay_remote),
     REL_SUB(sub_park_decay_local),
