@@ -122,7 +122,11 @@ void td_conf_init(void)
        warning on the first call before failing it; its preloaded core
        library gives it away. */
     const char *pre = getenv("LD_PRELOAD");
-    if (pre != NULL && strstr(pre, "/vgpreload_") != NULL)
+    bool valgrind = pre != NULL && strstr(pre, "/vgpreload_") != NULL;
+    if (valgrind)
         td_conf.process_madvise = false;
+    /* Nor, for all we know, membarrier; without it idle threads' current
+       slabs are not detached (heap.c, look_at_cur). */
+    td_os_set_membarrier(!valgrind);
     td_os_set_unback_batch(td_conf.process_madvise);
 }

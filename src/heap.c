@@ -133,6 +133,15 @@ static void unpark_head(span_t *s, void *head, bool owner)
     s->phead = s->phead_next = NULL;
 }
 
+/* True while h's owner may still be inside a pop from s that began
+   before a sweep detached s (look_at_cur): until the owner's next refill,
+   which holds h->lock, so that any pop of its before has finished. The
+   mark is the refill count at the detach, mod 255, plus one. */
+static inline bool pop_may_be_pending(const heap_t *h, const span_t *s)
+{
+    return s->detached != 0 && s->detached == 1 + h->refills % 255;
+}
+
 static void slab_release_at(span_t *s, uint32_t stamp)
 {
     s->phead = s->phead_next = NULL;   /* the page heap reuses the fields */
@@ -282,8 +291,8 @@ static void slab_reclaim(heap_t *h, span_t *s);
 /* cur[c] is exhausted: refill it. Returns an object or NULL (no memory). */
 static void *heap_refill(heap_t *h, unsigned c)
 {
-    span_t *s = h->cur[c];
-    if (s != &td_span_empty && td_slab_extend(s))   /* current: owner only */
+    span_t *s = __atomic_load_n(&h->cur[c], __ATOMIC_RELAXED);   /* a sweep may detach it */
+    if (s != &td_span_empty && td_slab_extend(s))
         return td_slab_pop(s);
     td_lock(&h->lock);
     h->refills++;
@@ -480,7 +489,7 @@ size_t td_heap_attached(void)
 static bool slab_dead(span_t *s)
 {
     /* A detached slab's owner may still be inside a pop from it. */
-    if (s->detached)
+    if (pop_may_be_pending(s->heap, s))
         return false;
     int32_t used = __atomic_load_n(&s->used, __ATOMIC_ACQUIRE) & ~TD_SLAB_FULL_BIT;
     /* A local free into a FULL slab always goes on to the slow path, which
@@ -620,6 +629,9 @@ static inline uint32_t park_memo(const void *f, const void *r)
    heap's lock is let go (park_flush): until then the slab cannot empty
    and go back to the page heap, so no page in it can have been reused. */
 static td_unback_batch_t park_batch;
+/* Slab walks by parking in this td_heap_sweep call (sweep lock too). */
+static unsigned sweep_walks;
+#define PARK_GRACE_WALKS 8
 #define PARK_FLUSH_RANGES 32                       /* ~40 us of calls */
 #define PARK_FLUSH_BYTES  ((size_t)512 << 10)      /* ~60 us of page freeing */
 
@@ -632,8 +644,9 @@ static void park_flush(void) { td_os_unback_flush(&park_batch); }
 
 /* Unbacks the whole pages of s (PARTIAL or FULL, h->lock held) that hold
    only free objects; the owner list's head stays in place as phead (see
-   link_of), the remote list's moves past them with a CAS. Their objects leave the lists
-   ("parked") until the slab is empty and goes back whole; fast_heap is
+   link_of), the remote list's moves past them with a CAS. Their objects
+   leave the lists ("parked") until the slab is empty and goes back whole,
+   or its owner takes it back as current (slab_reclaim); fast_heap is
    cleared so that every free into s takes the slow path, where a free of a
    parked object is reported as the double free it is. The pages go into
    park_batch, which the caller flushes before it lets h->lock go. Returns
@@ -649,6 +662,7 @@ static size_t slab_park(span_t *s)
     if (s->state == TD_SLAB_FULL && f0 != NULL)
         return 0;   /* a local free is on its way to the slow path: look again */
     s->park_memo = memo;
+    sweep_walks++;
     if (s->npages > PARK_MAX_PAGES)
         return 0;
     uint32_t cap = s->nobjs;
@@ -660,7 +674,10 @@ static size_t slab_park(span_t *s)
        after which its first word is the program's. Its link, read while
        the head is still f0, is the pop's own view; below it nothing moves. */
     void *fw = f0;
-    if (s->detached && f0 != NULL) {
+    bool pend = pop_may_be_pending(s->heap, s);
+    if (pend && !td_os_membarrier_ready())
+        return 0;   /* the detach's barrier failed: only one op is not proven */
+    if (pend && f0 != NULL) {
         fw = __atomic_load_n((void **)f0, __ATOMIC_ACQUIRE);
         if (__atomic_load_n(&s->free, __ATOMIC_ACQUIRE) != f0) {
             s->park_memo = 0;   /* it moved: look again next time */
@@ -854,19 +871,27 @@ static inline uint32_t cur_memo(const span_t *s)
 
 /* An idle thread's current slabs (h->lock held, once per pass): one whose
    list and count did not change since the previous pass looked, in a heap
-   idle for park_after, is detached: it becomes a partly used slab,
-   which the parking below can unback, and the owner's next malloc of that
-   class takes it back (heap_refill; slab_reclaim). The sweep cannot know
-   whether the owner is inside a pop that read the slab before it was
-   detached; at most one can be (the owner is one thread, and its next call
-   sees the empty slot). So a detached slab keeps f0's page and its
-   successor's (slab_park) and is never given back by a sweep (slab_dead);
-   the owner clears the mark when it takes the slab back. An empty one is
-   left alone (it cannot be given back while a pop may be in flight; the
-   owner sheds it). Returns true if a later pass may detach something. */
-static bool look_at_cur(heap_t *h, bool idle)
+   idle for park_after and while this sweep still parks, is detached: it
+   becomes a partly used slab, which the parking below can unback, and the
+   owner's next malloc of that class takes it back (heap_refill,
+   slab_reclaim). Only slabs with at least two pages' worth of touched
+   objects not out are worth it.
+   The owner's malloc and free reach a current slab without a lock, so the
+   sweep empties the slots and clears fast_heap, then makes every thread
+   of the process pass a full barrier (td_os_membarrier): an operation of
+   the owner's that started after that barrier sees the empty slot or the
+   cleared fast_heap, one that ended before it is visible, and so at most
+   one pop or push, the one under way at the barrier, can still move the
+   slab's head, once. Until the owner's next refill proves it finished
+   (pop_may_be_pending), parking keeps the head and its successor
+   resident and linked as they are and walks only below them, and the
+   sweep never gives the slab back as dead. Without membarrier nothing is
+   detached. An empty current slab is left alone (it cannot be given back
+   while a pop may be in flight; the owner sheds it). Returns true if a
+   later pass may detach something. */
+static bool look_at_cur(heap_t *h, bool idle, bool park)
 {
-    bool pending = false;
+    bool pending = false, any = false;
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         span_t *s = h->cur[c];
         if (s == &td_span_empty)
@@ -880,28 +905,33 @@ static bool look_at_cur(heap_t *h, bool idle)
         uint32_t look = cur_memo(s);
         if (look != s->park_memo) {
             s->park_memo = look;   /* unused in a current slab otherwise */
-            pending = true;
+            pending |= idle;
             continue;
         }
-        if (!idle) {
-            pending = true;
+        if (!idle || !park || !td_os_membarrier_ready())
             continue;
-        }
         heap_set_cur(h, c, &td_span_empty);
-        s->detached = 1;
+        __atomic_store_n(&s->fast_heap, NULL, __ATOMIC_RELAXED);
+        s->detached = (uint8_t)(1 + h->refills % 255);
         s->park_memo = 0;
         partial_push(h, s);
+        any = true;
     }
+    /* On failure pop_may_be_pending slabs are not parked (slab_park). */
+    if (any)
+        (void)td_os_membarrier();
     return pending;
 }
 
 /* Parking stops once *unbacked reaches park_budget or the deadline
-   (td_os_now_ns(); 0: none) has passed, once it has parked something: a
-   call always makes progress. */
+   (td_os_now_ns(); 0: none) has passed; past it, a call that has parked
+   nothing yet may still walk PARK_GRACE_WALKS slabs, so that a call with a
+   tiny budget makes progress and one that finds nothing stays bounded. */
 static bool park_done(const size_t *unbacked, size_t park_budget, uint64_t deadline)
 {
     return *unbacked >= park_budget ||
-           (deadline != 0 && *unbacked != 0 && td_os_now_ns() >= deadline);
+           (deadline != 0 && (*unbacked != 0 || sweep_walks >= PARK_GRACE_WALKS) &&
+            td_os_now_ns() >= deadline);
 }
 
 static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
@@ -970,7 +1000,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     if (first != NULL)
         notify_splice(h, first, last);
     if (park_after != UINT32_MAX)
-        pending |= look_at_cur(h, idle);
+        pending |= look_at_cur(h, idle, park);
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         unsigned n = 0;
     restart:
@@ -1034,6 +1064,7 @@ bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t park_budget,
                    uint64_t deadline, size_t *released, size_t *unbacked)
 {
     bool pending = false;
+    sweep_walks = 0;
     for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next)
         pending |= heap_sweep_one(h, older_than, park_after, park_budget, deadline,
                                   released, unbacked);
@@ -1134,12 +1165,12 @@ void *td_heap_malloc_slow(size_t n)
 static void *malloc_class(unsigned c)
 {
     heap_t *h = td_tls_heap;
-    void *p = td_slab_pop(h->cur[c]);
+    void *p = td_slab_pop(__atomic_load_n(&h->cur[c], __ATOMIC_RELAXED));
     if (TIDE_LIKELY(p != NULL))
         return p;
     if (h == &td_heap_empty && (h = heap_attach()) == NULL)
         return fail_nomem();
-    p = td_slab_pop(h->cur[c]);
+    p = td_slab_pop(__atomic_load_n(&h->cur[c], __ATOMIC_RELAXED));
     if (p == NULL)
         p = heap_refill(h, c);
     return p ? p : fail_nomem();

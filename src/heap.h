@@ -89,7 +89,9 @@ static inline void *td_heap_malloc(size_t n)
        the slow function (one call more, on a copy of >1 KiB anyway). */
     if (TIDE_LIKELY(n <= TD_LUT_MAX)) {
         heap_t *h = td_tls_heap;
-        void *p = td_slab_pop(h->direct[(n + 15) >> 4]);
+        /* Relaxed atomic (a plain move): a sweep may detach the slab, and
+           each call must load the slot afresh (heap.c, look_at_cur). */
+        void *p = td_slab_pop(__atomic_load_n(&h->direct[(n + 15) >> 4], __ATOMIC_RELAXED));
         if (TIDE_LIKELY(p != NULL))
             return p;
     }
@@ -189,8 +191,11 @@ extern void (*td_heap_fork_hook)(int phase);
    It also parks memory: in partly used slabs of heaps that made no refill
    for park_after ms (0: every heap), the whole pages holding only free
    objects are unbacked and their objects kept off the free lists until
-   the slab is empty (*unbacked += bytes), until *unbacked reaches
-   park_budget or td_os_now_ns() the deadline (0: none); a heap lock is
+   the slab is empty or its owner takes it back as current (*unbacked +=
+   bytes), until *unbacked reaches park_budget or td_os_now_ns() the
+   deadline (0: none; past it, a call that parked nothing walks up to 8
+   slabs more). Idle heaps' unchanged current slabs are detached first so
+   that they can be parked (look_at_cur in heap.c). A heap lock is
    held across the unbacking of one batch of parked pages (32 ranges or
    512 KiB), so only that heap's owner can wait. Call with the release
    layer's sweep lock held (one sweep at a time: the batch is shared).

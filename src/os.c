@@ -226,6 +226,45 @@ void td_os_unback_flush(td_unback_batch_t *b)
     errno = saved;
 }
 
+#ifndef SYS_membarrier
+#define SYS_membarrier 324
+#endif
+#define TD_MB_PRIVATE_EXPEDITED          (1 << 3)
+#define TD_MB_REGISTER_PRIVATE_EXPEDITED (1 << 4)
+
+static int membarrier_off;   /* 1: the kernel refused it for good, or valgrind */
+
+static int membarrier_registered;
+
+void td_os_set_membarrier(bool on) { __atomic_store_n(&membarrier_off, !on, __ATOMIC_RELAXED); }
+
+bool td_os_membarrier_ready(void)
+{
+    if (__atomic_load_n(&membarrier_off, __ATOMIC_RELAXED))
+        return false;
+    if (__atomic_load_n(&membarrier_registered, __ATOMIC_RELAXED))
+        return true;
+    int saved = errno;
+    bool ok = syscall(SYS_membarrier, TD_MB_REGISTER_PRIVATE_EXPEDITED, 0u, 0) == 0;
+    errno = saved;
+    __atomic_store_n(ok ? &membarrier_registered : &membarrier_off, 1, __ATOMIC_RELAXED);
+    return ok;
+}
+
+bool td_os_membarrier(void)
+{
+    if (__atomic_load_n(&membarrier_off, __ATOMIC_RELAXED))
+        return false;
+    if (!td_os_membarrier_ready())
+        return false;
+    int saved = errno;
+    bool ok = syscall(SYS_membarrier, TD_MB_PRIVATE_EXPEDITED, 0u, 0) == 0;
+    if (!ok)
+        __atomic_store_n(&membarrier_off, 1, __ATOMIC_RELAXED);
+    errno = saved;
+    return ok;
+}
+
 void td_os_advise_huge(void *p, size_t bytes)
 {
     int saved = errno;

@@ -47,6 +47,18 @@ void td_os_unback_flush(td_unback_batch_t *b);
 /* false: one madvise per range always (TIDEMALLOC_CONF process_madvise). */
 void td_os_set_unback_batch(bool on);
 void td_os_advise_huge(void *p, size_t bytes);
+
+/* A full memory barrier on every thread of the process that is running
+   now (membarrier, private expedited; registered on first use and again
+   in a forked child): when it returns, each other thread's stores from
+   before the barrier are visible, and its loads after it see the
+   caller's earlier stores. False if the kernel lacks it (Linux < 4.14,
+   seccomp, valgrind): callers then do without what it would allow.
+   td_os_membarrier_ready registers the process (once) and tells whether
+   barriers can be had, without one. */
+bool td_os_membarrier(void);
+bool td_os_membarrier_ready(void);
+void td_os_set_membarrier(bool on);
 /* Requires: p, old_bytes from td_os_map. Returns the new address or NULL
    (the old mapping is then intact). */
 void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes);
