@@ -259,6 +259,11 @@ bool td_os_membarrier(void)
         return false;
     int saved = errno;
     bool ok = syscall(SYS_membarrier, TD_MB_PRIVATE_EXPEDITED, 0u, 0) == 0;
+    /* EPERM: not registered, as in a forked child whose mm did not keep
+       the parent's registration: register it here and try once more. */
+    if (!ok && errno == EPERM)
+        ok = syscall(SYS_membarrier, TD_MB_REGISTER_PRIVATE_EXPEDITED, 0u, 0) == 0 &&
+             syscall(SYS_membarrier, TD_MB_PRIVATE_EXPEDITED, 0u, 0) == 0;
     if (!ok)
         __atomic_store_n(&membarrier_off, 1, __ATOMIC_RELAXED);
     errno = saved;

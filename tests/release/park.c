@@ -432,7 +432,10 @@ static int sub_park_cur(void)
            r1 / KIB, r2 / KIB, before / (long)KIB, after / (long)KIB);
     CHECKF(r1 <= 32 * KIB, "the first look at an idle thread's current slabs parked "
            "%zu KiB: it should only remember them", r1 / KIB);
-    CHECKF(r2 >= NCUR * 13 * 4 * KIB && before - after + (long)(64 * KIB) >= (long)r2,
+    /* The return value, not RSS: a few hundred KiB are within RSS noise
+       (the UBSan runtime touches pages of its own between the reads);
+       t_park_release_count holds the return value to what RSS does. */
+    CHECKF(r2 >= NCUR * 13 * 4 * KIB,
            "three current slabs of an idle thread, 14 free pages each: the second "
            "look parked %zu KiB, RSS fell by %ld KiB", r2 / KIB, (before - after) / (long)KIB);
     for (int c = 0; c < NCUR; c++)
