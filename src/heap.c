@@ -543,6 +543,21 @@ static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
     return n;
 }
 
+/* Loads the first line of every object of s that may be on a list (in
+   pages not parked, below bump) ahead of the walk: the walk follows links
+   one cache miss at a time, while these loads overlap, so on a cold slab
+   the walk then runs from the cache. A hint only: no load faults. */
+static void prefetch_objects(const span_t *s)
+{
+    uintptr_t end = (uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED);
+    uintptr_t limit = s->start + ((uintptr_t)s->nobjs * s->obj_size);
+    if (end > limit || end < s->start)
+        end = limit;
+    for (uintptr_t p = s->start; p < end; p += s->obj_size)
+        if (s->nparked == 0 || !page_parked(s, (p - s->start) >> TD_PAGE_SHIFT))
+            __builtin_prefetch((const void *)p);
+}
+
 /* Drops from the chain after head (kept) every object that starts in a
    page of newly parked; returns how many. */
 static uint32_t unlink_parked(span_t *s, void *head, const uint64_t *unl)
@@ -634,9 +649,26 @@ static unsigned sweep_walks;
 #define PARK_GRACE_WALKS 8
 #define PARK_FLUSH_RANGES 32                       /* ~40 us of calls */
 #define PARK_FLUSH_BYTES  ((size_t)512 << 10)      /* ~60 us of page freeing */
+/* When the sweeping thread owns the heap, nobody else waits for its lock
+   (only the owner takes it, besides sweeps, which hold the sweep lock):
+   batches as large as the page heap's, fewer calls and TLB flushes. */
+#define PARK_OWN_FLUSH_RANGES TD_UNBACK_MAX
+#define PARK_OWN_FLUSH_BYTES  ((size_t)TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
+/* Set per heap by heap_sweep_one (sweep lock). */
+static bool park_own;
+/* Set by td_heap_sweep: while *sweep_yield is nonzero (a caller waits to
+   release memory itself) this sweep parks nothing more. */
+static const int *sweep_yield;
+
+static bool yielding(void)
+{
+    return sweep_yield != NULL && __atomic_load_n(sweep_yield, __ATOMIC_RELAXED) != 0;
+}
 
 static bool park_batch_full(void)
 {
+    if (park_own)
+        return park_batch.n >= PARK_OWN_FLUSH_RANGES || park_batch.bytes >= PARK_OWN_FLUSH_BYTES;
     return park_batch.n >= PARK_FLUSH_RANGES || park_batch.bytes >= PARK_FLUSH_BYTES;
 }
 
@@ -688,6 +720,7 @@ static size_t slab_park(span_t *s)
     uint64_t bits[PARK_MAX_OBJS / 64], fbits[PARK_MAX_OBJS / 64];
     memset(bits, 0, words * sizeof bits[0]);
     memset(fbits, 0, words * sizeof fbits[0]);
+    prefetch_objects(s);
     uint32_t nf = mark_chain(s, fw, fbits, cap);
     uint32_t nr = mark_chain(s, r0, bits, cap);
     for (size_t w = 0; w < words; w++)
@@ -943,6 +976,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
         heap_collect_pooled(h);   /* no owner: collect as the owner would */
     if (!td_trylock(&h->lock))
         return true;
+    park_own = h == td_tls_heap;
     uint32_t now = td_os_now_ms();
     uint32_t stamp = __atomic_load_n(&h->notify_stamp, __ATOMIC_RELAXED);
     bool pending = false;
@@ -973,6 +1007,10 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
                slab is left to its owner or to a later kick. */
             if (s->swept_head != seen)
                 pending = true;
+            if (park && yielding()) {
+                park = false;
+                pending = true;
+            }
             if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL)) {
                 size_t got = slab_park(s);
                 *unbacked += got;
@@ -1003,6 +1041,10 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
         pending |= look_at_cur(h, idle, park);
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         unsigned n = 0;
+        if (park && yielding()) {
+            park = false;
+            pending = true;
+        }
     restart:
         for (span_t *s = h->partial[c]; s != NULL; s = s->next) {
             if (!park) {
@@ -1014,12 +1056,22 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             }
             if (s->park_memo == park_memo(s->free, s->remote))
                 continue;   /* looked at already, nothing new */
+            if (yielding()) {
+                park = false;
+                pending = true;
+                break;
+            }
             size_t got = slab_park(s);
             *unbacked += got;
             if (got != 0 && park_done(unbacked, park_budget, deadline)) {
                 park = false;
                 pending = true;   /* more may be left for a later pass */
                 break;
+            }
+            if (park_own) {
+                if (park_batch_full())
+                    park_flush();   /* nobody to let in: keep going */
+                continue;
             }
             if (park_batch_full() || ++n % SWEEP_ROUND == 0) {
                 /* The owner may change the list meanwhile: start the class
@@ -1061,13 +1113,17 @@ bool td_heap_sweep_pending(void)
 }
 
 bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t park_budget,
-                   uint64_t deadline, size_t *released, size_t *unbacked)
+                   uint64_t deadline, const int *yield, size_t *released, size_t *unbacked)
 {
     bool pending = false;
     sweep_walks = 0;
-    for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next)
+    sweep_yield = yield;
+    for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next) {
+        if (yielding())
+            return true;   /* the waiting caller sweeps them itself */
         pending |= heap_sweep_one(h, older_than, park_after, park_budget, deadline,
                                   released, unbacked);
+    }
     return pending;
 }
 

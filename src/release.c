@@ -25,6 +25,10 @@ static int bg_seq;                    /* futex word the thread sleeps on */
 static int safepoint_work;            /* bit 0: start the thread; bit 1: run an inline pass */
 static uint32_t last_inline_pass;     /* td_os_now_ms() of the last inline pass */
 static size_t released_decay, released_explicit, passes;   /* __atomic adds; passes: background */
+/* Explicit calls under way: decay passes give the sweep lock up to them
+   within a slab (td_heap_sweep's yield) or a batch, rather than make the
+   caller wait for a whole pass. __atomic. */
+static int explicit_calls;
 
 #define WORK_START  1
 #define WORK_INLINE 2
@@ -75,7 +79,8 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
         *released = 0;
         return true;
     }
-    bool pending = td_heap_sweep(older_than, UINT32_MAX, 0, deadline, &swept, &parked);
+    const int *yield = explicit_call ? NULL : &explicit_calls;
+    bool pending = td_heap_sweep(older_than, UINT32_MAX, 0, deadline, yield, &swept, &parked);
     td_unlock(&sweep_lock);
 
     size_t done = 0;
@@ -88,6 +93,10 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
     }
     while (done < budget) {
         size_t want = budget - done < BATCH_BYTES ? budget - done : BATCH_BYTES;
+        if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) != 0) {
+            pending = true;   /* an explicit call does it now */
+            break;
+        }
         if (!sweep_take(mode)) {
             pending = true;
             break;
@@ -107,7 +116,7 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
            a small budget, so it parks a slab or two, not a whole heap. */
         if (sweep_take(mode)) {
             pending |= td_heap_sweep(older_than, park_after, max_bytes - done, deadline,
-                                     &swept, &parked);
+                                     yield, &swept, &parked);
             td_unlock(&sweep_lock);
         } else {
             pending = true;
@@ -268,7 +277,9 @@ size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes)
     uint64_t deadline = max_usec ? td_os_now_ns() + max_usec * 1000u : 0;
     td_heap_trim_local();
     size_t r = 0;
+    __atomic_add_fetch(&explicit_calls, 1, __ATOMIC_RELAXED);
     release_pass(0, max_bytes, deadline, keep_bytes, PASS_EXPLICIT, &r);
+    __atomic_sub_fetch(&explicit_calls, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&released_explicit, r, __ATOMIC_RELAXED);
     release_safepoint(false);
     return r;
