@@ -259,8 +259,9 @@ bool td_os_membarrier(void)
         return false;
     int saved = errno;
     bool ok = syscall(SYS_membarrier, TD_MB_PRIVATE_EXPEDITED, 0u, 0) == 0;
-    /* EPERM: not registered, as in a forked child whose mm did not keep
-       the parent's registration: register it here and try once more. */
+    /* EPERM: this mm is not registered. Kernel 6.18 keeps the parent's
+       registration across fork (tests/release/park.c, t_park_cur_forked);
+       should one not, register here and try once more. */
     if (!ok && errno == EPERM)
         ok = syscall(SYS_membarrier, TD_MB_REGISTER_PRIVATE_EXPEDITED, 0u, 0) == 0 &&
              syscall(SYS_membarrier, TD_MB_PRIVATE_EXPEDITED, 0u, 0) == 0;

@@ -35,6 +35,12 @@
  *                       live page each): the first tide_release only looks
  *                       at them, the second detaches and parks them; the
  *                       thread wakes, takes them back and fills them again
+ *   t_park_cur_forked   the same in a child forked after the parent ran it:
+ *                       the child inherits the heaps and the membarrier
+ *                       registration (kernel 6.18 keeps it across fork; the
+ *                       re-registration on EPERM in td_os_membarrier is for
+ *                       kernels that do not, and is not reached here), gets
+ *                       a new owner thread, and detaches and parks as well
  *   t_park_double_free  after parking, a second free of an object in the
  *                       middle of a parked page (16, 512 and 20000 bytes; by
  *                       the owner and by another thread) aborts with one
@@ -451,6 +457,26 @@ static int sub_park_cur(void)
     return 0;
 }
 
+static int sub_park_cur_forked(void)
+{
+    if (sub_park_cur() != 0)
+        return 1;
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        return 1;
+    if (pid == 0) {
+        printf("in the forked child:\n");
+        int rc = sub_park_cur();
+        fflush(stdout);
+        _exit(rc);
+    }
+    int st = 0;
+    CHECKF(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+           "the forked child's run of the idle-current-slab test failed (status %#x)", st);
+    return 0;
+}
+
 /* ---- parked pages counted once ---------------------------------------- */
 
 static int sub_park_release_count(void)
@@ -810,6 +836,12 @@ static void t_park_cur(void)
     rel_run_sub("sub_park_cur", QUIET, 40);
 }
 
+static void t_park_cur_forked(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_cur_forked", QUIET, 60);
+}
+
 static void t_park_release_count(void)
 {
     rel_need_tide();
@@ -862,6 +894,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_park_release_count),
     TH_TEST(t_park_head),
     TH_TEST(t_park_cur),
+    TH_TEST(t_park_cur_forked),
     TH_TEST(t_park_double_free),
     TH_TEST(t_park_decay_remote),
     TH_TEST(t_park_decay_local),
@@ -875,6 +908,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_park_release_count),
     REL_SUB(sub_park_head),
     REL_SUB(sub_park_cur),
+    REL_SUB(sub_park_cur_forked),
     REL_SUB(sub_park_double_free),
     REL_SUB(sub_park_decay_remote),
     REL_SUB(sub_park_decay_local),

@@ -490,6 +490,7 @@ static void *rel_owner_loop(void *arg)
 
 static inline void rel_owner_start(void)
 {
+    rel_owner_quit = 0;   /* a second owner in the same process (a forked child) */
     CHECK(pthread_create(&rel_owner_tid, NULL, rel_owner_loop, NULL) == 0);
 }
 
