@@ -543,21 +543,6 @@ static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
     return n;
 }
 
-/* Loads the first line of every object of s that may be on a list (in
-   pages not parked, below bump) ahead of the walk: the walk follows links
-   one cache miss at a time, while these loads overlap, so on a cold slab
-   the walk then runs from the cache. A hint only: no load faults. */
-static void prefetch_objects(const span_t *s)
-{
-    uintptr_t end = (uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED);
-    uintptr_t limit = s->start + ((uintptr_t)s->nobjs * s->obj_size);
-    if (end > limit || end < s->start)
-        end = limit;
-    for (uintptr_t p = s->start; p < end; p += s->obj_size)
-        if (s->nparked == 0 || !page_parked(s, (p - s->start) >> TD_PAGE_SHIFT))
-            __builtin_prefetch((const void *)p);
-}
-
 /* Drops from the chain after head (kept) every object that starts in a
    page of newly parked; returns how many. */
 static uint32_t unlink_parked(span_t *s, void *head, const uint64_t *unl)
@@ -720,7 +705,6 @@ static size_t slab_park(span_t *s)
     uint64_t bits[PARK_MAX_OBJS / 64], fbits[PARK_MAX_OBJS / 64];
     memset(bits, 0, words * sizeof bits[0]);
     memset(fbits, 0, words * sizeof fbits[0]);
-    prefetch_objects(s);
     uint32_t nf = mark_chain(s, fw, fbits, cap);
     uint32_t nr = mark_chain(s, r0, bits, cap);
     for (size_t w = 0; w < words; w++)
