@@ -318,7 +318,7 @@ for src in tests/api/*.c tests/stress/*.c tests/release/*.c; do
     fi
 done
 
-for script in tests/abi/*.sh tests/real/*.sh; do
+for script in tests/abi/*.sh tests/perf/*.sh tests/real/*.sh; do
     group=$(basename "$(dirname "$script")")
     prog=$(basename "$script" .sh)
     name=$group/$prog
