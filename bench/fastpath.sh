@@ -6,9 +6,11 @@
 # Counts instructions per malloc+free pair with bench/callgrind.sh (churn
 # workload, 1e6 pairs, loop cost subtracted) for LIB (default
 # build/libtidemalloc.so). Without a golden file, or with --update, writes
-# the figure to bench/fastpath.golden. Otherwise compares: exits 1 if the
-# count rose by more than PCT percent (default 3), and says so if it fell by
-# more (time to update the golden).
+# the figure to bench/fastpath.golden, with the compiler that built LIB
+# (its .comment section). Otherwise compares: exits 1 if the count rose by
+# more than PCT percent (default 3), and says so if it fell by more (time
+# to update the golden); exits 3 without comparing if LIB was built by
+# another compiler (clang, a newer gcc), whose count is its own.
 set -u -o pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/.." && pwd)
@@ -23,6 +25,16 @@ while [ $# -gt 0 ]; do
     esac
 done
 [ -e "$lib" ] || { echo "fastpath: $lib not found (run make)" >&2; exit 2; }
+# The last compiler named in .comment is the one that built the library
+# (crt objects name the system gcc first).
+compiler=$(readelf -p .comment "$lib" 2>/dev/null | sed -n 's/^ *\[ *[0-9a-f]*\] *//p' | tail -n 1)
+if [ $update = 0 ] && [ -e "$GOLDEN" ]; then
+    gold_cc=$(sed -n 's/^# compiler: //p' "$GOLDEN")
+    if [ "$gold_cc" != "$compiler" ]; then
+        echo "fastpath: golden is for '$gold_cc', $lib was built by '$compiler': not compared"
+        exit 3
+    fi
+fi
 line=$("$BENCH/callgrind.sh" --pairs 1000000 "$lib")
 case "$line" in *status=ok*) ;; *) echo "fastpath: callgrind failed: $line" >&2; exit 2 ;; esac
 ir=${line#ir_per_pair=}; ir=${ir%% *}
@@ -30,6 +42,7 @@ if [ $update = 1 ] || [ ! -e "$GOLDEN" ]; then
     {
         echo "# instructions per malloc+free pair (bench/callgrind.sh, churn, 1e6 pairs, loop subtracted)"
         echo "# written by bench/fastpath.sh --update on $(date -u '+%Y-%m-%d'); $line"
+        echo "# compiler: $compiler"
         echo "$ir"
     } >"$GOLDEN"
     echo "fastpath: $ir instructions per pair written to $GOLDEN"

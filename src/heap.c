@@ -974,6 +974,10 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     bool park = idle && !park_done(unbacked, park_budget, deadline);
     span_t *first = NULL, *last = NULL;
     for (int round = 1;; round++) {
+        if (yielding()) {
+            pending = true;   /* the rest stays on the stack for later */
+            break;
+        }
         span_t *s = notify_pop(h);
         if (s == NULL)
             break;
@@ -1021,13 +1025,17 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     }
     if (first != NULL)
         notify_splice(h, first, last);
+    if (park && yielding()) {
+        park = false;
+        pending = true;
+    }
     if (park_after != UINT32_MAX)
         pending |= look_at_cur(h, idle, park);
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         unsigned n = 0;
-        if (park && yielding()) {
-            park = false;
-            pending = true;
+        if (yielding()) {
+            pending = true;   /* a waiting caller sweeps this heap itself */
+            break;
         }
     restart:
         for (span_t *s = h->partial[c]; s != NULL; s = s->next) {

@@ -197,12 +197,14 @@ extern void (*td_heap_fork_hook)(int phase);
    slabs more). Idle heaps' unchanged current slabs are detached first so
    that they can be parked (look_at_cur in heap.c). A heap lock is
    held across the unbacking of one batch of parked pages (32 ranges or
-   512 KiB; 256 ranges or 4 MiB in the sweeping thread's own heap, where
-   nobody else waits), so only that heap's owner can wait. Call with the release
+   512 KiB), so only that heap's owner can wait; in the sweeping thread's
+   own heap, where nobody else can wait, across the whole walk, with
+   batches of 256 ranges or 4 MiB. Call with the release
    layer's sweep lock held (one sweep at a time: the batch is shared).
-   While *yield (NULL: never) is nonzero the sweep stops parking and
-   leaves the heaps it has not reached, within one slab: a caller waiting
-   for the sweep lock to release memory itself gets it at once.
+   While *yield (NULL: never) is nonzero the sweep stops at the next slab
+   it looks at (on a notify stack or a partial list), leaving the rest and
+   the heaps it has not reached to a later sweep: a caller waiting for the
+   sweep lock to release everything itself gets it within one slab.
    Returns true if a heap still holds something a later sweep may give
    back (a young spare, remote frees not yet collected, a busy heap). */
 bool td_heap_sweep(uint32_t older_than, uint32_t park_after, size_t park_budget,

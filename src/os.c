@@ -178,6 +178,11 @@ static int batch_state = 1;   /* 1: try process_madvise; 0: plain madvise */
 
 void td_os_set_unback_batch(bool on) { __atomic_store_n(&batch_state, on ? 1 : 0, __ATOMIC_RELAXED); }
 
+int td_os_unback_cap(void)
+{
+    return __atomic_load_n(&batch_state, __ATOMIC_RELAXED) ? TD_UNBACK_MAX : 64;
+}
+
 void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes)
 {
     uintptr_t a, e;
@@ -191,7 +196,7 @@ void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes)
             return;
         }
     }
-    if (b->n == TD_UNBACK_MAX)
+    if (b->n >= td_os_unback_cap())
         td_os_unback_flush(b);
     b->v[b->n].iov_base = (void *)a;
     b->v[b->n].iov_len = e - a;

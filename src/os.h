@@ -43,6 +43,10 @@ typedef struct {
     struct iovec v[TD_UNBACK_MAX];
 } td_unback_batch_t;
 void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes);
+/* Ranges a batch takes before it is flushed: TD_UNBACK_MAX with
+   process_madvise, 64 when every range is its own madvise (so that one
+   flush stays about as long either way). */
+int td_os_unback_cap(void);
 void td_os_unback_flush(td_unback_batch_t *b);
 /* false: one madvise per range always (TIDEMALLOC_CONF process_madvise). */
 void td_os_set_unback_batch(bool on);

@@ -17,9 +17,14 @@ typedef struct chunk_s {
 
 static struct {
     td_lock_t lock;
-    uint64_t fl_bitmap;                 /* bit f: some sl bin of f non-empty */
-    uint32_t sl_bitmap[FL_COUNT];       /* bit s: bins[f][s] non-empty */
-    span_t *bins[FL_COUNT][SL_COUNT];
+    /* Two sets of bins, [0] clean runs and [1] dirty ones, so that a new
+       span reuses memory that is still resident before it touches clean
+       pages (fresh, or given back): otherwise a program whose working set
+       moves around, but never grows, slowly touches every page of its
+       chunks until the decay gives them back. */
+    uint64_t fl_bitmap[2];              /* bit f: some sl bin of f non-empty */
+    uint32_t sl_bitmap[2][FL_COUNT];    /* bit s: bins[f][s] non-empty */
+    span_t *bins[2][FL_COUNT][SL_COUNT];
     span_t *dirty, *dirty_tail;         /* FREE runs with ndirty > 0, newest first */
     chunk_t *chunks;
     uint32_t nchunks;
@@ -92,19 +97,23 @@ static void dirty_remove(span_t *s)
     ph.free_dirty_pages -= s->ndirty;
 }
 
+/* Which set of bins s belongs in; fixed while it is binned (a run changes
+   state only out of the bins). */
+static inline unsigned bin_set(const span_t *s) { return s->ndirty != 0; }
+
 static void bin_insert(span_t *s)
 {
-    unsigned fl, sl;
+    unsigned fl, sl, k = bin_set(s);
     mapping(s->npages, &fl, &sl);
     TIDE_CHECK(fl < FL_COUNT);
     s->kind = TD_SPAN_FREE;
     s->prev = NULL;
-    s->next = ph.bins[fl][sl];
+    s->next = ph.bins[k][fl][sl];
     if (s->next)
         s->next->prev = s;
-    ph.bins[fl][sl] = s;
-    ph.sl_bitmap[fl] |= 1u << sl;
-    ph.fl_bitmap |= 1ull << fl;
+    ph.bins[k][fl][sl] = s;
+    ph.sl_bitmap[k][fl] |= 1u << sl;
+    ph.fl_bitmap[k] |= 1ull << fl;
     ph.free_pages += s->npages;
     if (s->ndirty)
         dirty_insert(s);
@@ -112,18 +121,18 @@ static void bin_insert(span_t *s)
 
 static void bin_remove(span_t *s)
 {
-    unsigned fl, sl;
+    unsigned fl, sl, k = bin_set(s);
     mapping(s->npages, &fl, &sl);
     if (s->prev)
         s->prev->next = s->next;
     else
-        ph.bins[fl][sl] = s->next;
+        ph.bins[k][fl][sl] = s->next;
     if (s->next)
         s->next->prev = s->prev;
-    if (ph.bins[fl][sl] == NULL) {
-        ph.sl_bitmap[fl] &= ~(1u << sl);
-        if (ph.sl_bitmap[fl] == 0)
-            ph.fl_bitmap &= ~(1ull << fl);
+    if (ph.bins[k][fl][sl] == NULL) {
+        ph.sl_bitmap[k][fl] &= ~(1u << sl);
+        if (ph.sl_bitmap[k][fl] == 0)
+            ph.fl_bitmap[k] &= ~(1ull << fl);
     }
     s->prev = s->next = NULL;
     ph.free_pages -= s->npages;
@@ -131,23 +140,30 @@ static void bin_remove(span_t *s)
         dirty_remove(s);
 }
 
+static span_t *bin_find_in(unsigned k, unsigned fl, unsigned sl, size_t n)
+{
+    uint32_t sm = ph.sl_bitmap[k][fl] & (~0u << sl);
+    if (sm == 0) {
+        uint64_t fm = (fl + 1 < 64) ? ph.fl_bitmap[k] & (~0ull << (fl + 1)) : 0;
+        if (fm == 0)
+            return NULL;
+        fl = (unsigned)__builtin_ctzll(fm);
+        sm = ph.sl_bitmap[k][fl];
+    }
+    sl = (unsigned)__builtin_ctz(sm);
+    span_t *s = ph.bins[k][fl][sl];
+    TIDE_ASSERT(s != NULL && s->npages >= n);
+    return s;
+}
+
+/* A run of at least n pages: a dirty one if any fits, else a clean one. */
 static span_t *bin_find(size_t n)
 {
     unsigned fl, sl;
     if (!mapping_search(n, &fl, &sl))
         return NULL;
-    uint32_t sm = ph.sl_bitmap[fl] & (~0u << sl);
-    if (sm == 0) {
-        uint64_t fm = (fl + 1 < 64) ? ph.fl_bitmap & (~0ull << (fl + 1)) : 0;
-        if (fm == 0)
-            return NULL;
-        fl = (unsigned)__builtin_ctzll(fm);
-        sm = ph.sl_bitmap[fl];
-    }
-    sl = (unsigned)__builtin_ctz(sm);
-    span_t *s = ph.bins[fl][sl];
-    TIDE_ASSERT(s != NULL && s->npages >= n);
-    return s;
+    span_t *s = bin_find_in(1, fl, sl, n);
+    return s != NULL ? s : bin_find_in(0, fl, sl, n);
 }
 
 static inline uintptr_t last_page(const span_t *s)
@@ -455,8 +471,12 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
 {
     size_t done = 0;
     bool more = true;
-    span_t *taken[TD_UNBACK_MAX];
-    td_unback_batch_t batch;
+    /* Static, not on the stack (6 KiB): a release may run inside some
+       caller's malloc, on a thread with a small stack. One caller at a
+       time (see pageheap.h). */
+    static span_t *taken[TD_UNBACK_MAX];
+    static td_unback_batch_t batch;
+    int cap = td_os_unback_cap();
     batch.n = 0;
     batch.bytes = 0;
     while (more && done < max_bytes) {
@@ -472,7 +492,7 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
             limit = TD_RELEASE_BATCH_PAGES;
         td_lock(&ph.lock);
         uint32_t now = td_os_now_ms();
-        while (nt < TD_UNBACK_MAX && pages < limit) {
+        while (nt < cap && pages < limit) {
             span_t *s = ph.dirty_tail;   /* the oldest */
             if (s == NULL || (older_than != 0 && td_ms_since(s->stamp, now) < older_than)) {
                 more = false;
@@ -631,10 +651,12 @@ void td_pageheap_validate(void)
 {
     td_lock(&ph.lock);
     size_t free_pages = 0, dirty = 0;
+    for (unsigned k = 0; k < 2; k++)
     for (unsigned f = 0; f < FL_COUNT; f++)
         for (unsigned l = 0; l < SL_COUNT; l++) {
-            TIDE_CHECK(!!ph.bins[f][l] == !!(ph.sl_bitmap[f] & (1u << l)) && "bitmap out of step");
-            for (span_t *s = ph.bins[f][l]; s; s = s->next) {
+            TIDE_CHECK(!!ph.bins[k][f][l] == !!(ph.sl_bitmap[k][f] & (1u << l)) && "bitmap out of step");
+            for (span_t *s = ph.bins[k][f][l]; s; s = s->next) {
+                TIDE_CHECK(bin_set(s) == k && "run in the wrong set of bins");
                 unsigned ff, ll;
                 mapping(s->npages, &ff, &ll);
                 TIDE_CHECK(ff == f && ll == l && "run in wrong bin");
@@ -649,8 +671,9 @@ void td_pageheap_validate(void)
                 free_pages += s->npages;
             }
         }
-    for (unsigned f = 0; f < FL_COUNT; f++)
-        TIDE_CHECK(!!(ph.fl_bitmap & (1ull << f)) == !!ph.sl_bitmap[f]);
+    for (unsigned k = 0; k < 2; k++)
+        for (unsigned f = 0; f < FL_COUNT; f++)
+            TIDE_CHECK(!!(ph.fl_bitmap[k] & (1ull << f)) == !!ph.sl_bitmap[k][f]);
     span_t *last = NULL;
     for (span_t *s = ph.dirty; s; s = s->dnext) {
         TIDE_CHECK(s->ndirty > 0 && s->ndirty <= s->npages);

@@ -57,9 +57,11 @@ bool td_pageheap_resize(span_t *s, size_t npages);
 /* Unbacks dirty free runs, oldest first: at most max_bytes (rounded up to
    a page), only runs unused for at least older_than ms (0: any age), and
    starts no batch after the first once td_os_now_ns() reaches deadline_ns
-   (0: no deadline). A batch is at most TD_UNBACK_MAX runs and
+   (0: no deadline). A batch is at most td_os_unback_cap() runs and
    TD_RELEASE_BATCH_PAGES pages, unbacked with one td_os_unback_flush and
-   the lock dropped around it. Returns the bytes unbacked. */
+   the lock dropped around it. Returns the bytes unbacked. One caller at a
+   time: the release layer calls it under its sweep lock (its batch is
+   static, off the caller's stack). */
 #define TD_RELEASE_BATCH_PAGES 1024   /* 4 MiB: bounds the time one batch is out of the bins */
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
 

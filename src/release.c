@@ -25,9 +25,14 @@ static int bg_seq;                    /* futex word the thread sleeps on */
 static int safepoint_work;            /* bit 0: start the thread; bit 1: run an inline pass */
 static uint32_t last_inline_pass;     /* td_os_now_ms() of the last inline pass */
 static size_t released_decay, released_explicit, passes;   /* __atomic adds; passes: background */
-/* Explicit calls under way: decay passes give the sweep lock up to them
-   within a slab (td_heap_sweep's yield) or a batch, rather than make the
-   caller wait for a whole pass. __atomic. */
+/* Explicit calls under way that release everything (no byte, time or
+   keep limit): decay passes give the sweep lock up to them within a slab
+   of parking (td_heap_sweep's yield), a heap, or a batch, rather than make
+   the caller wait for a whole pass. Only to those: they do all the work
+   the pass would have done, where a call with a budget or a pad would
+   leave some of it undone, and a program calling those without pause
+   would starve the decay. Reset in a forked child, which has none of the
+   parent's calls. __atomic. */
 static int explicit_calls;
 
 #define WORK_START  1
@@ -111,7 +116,10 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
     }
     /* Parking last: page-heap runs give back the most bytes per madvise.
        Past the deadline only if nothing was released yet (progress). */
-    if (done < max_bytes && (deadline == 0 || done == 0 || td_os_now_ns() < deadline)) {
+    if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) != 0) {
+        pending = true;   /* an explicit call parks now: do not queue behind it */
+    } else if (done < max_bytes &&
+               (deadline == 0 || done == 0 || td_os_now_ns() < deadline)) {
         /* Bounded like the rest: a pass run from some caller's malloc has
            a small budget, so it parks a slab or two, not a whole heap. */
         if (sweep_take(mode)) {
@@ -254,6 +262,10 @@ static void release_fork(int phase)
         /* The child has no background thread; it gets one when it has
            something to return (the inherited free memory counts). */
         td_lock_reset(&sweep_lock);
+        /* Calls that were under way in other threads of the parent do not
+           exist here: left counted, every decay pass would yield to them
+           for good. */
+        __atomic_store_n(&explicit_calls, 0, __ATOMIC_RELAXED);
         bool had = __atomic_load_n(&bg_state, __ATOMIC_RELAXED) != BG_NONE;
         __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_RELAXED);
         __atomic_store_n(&bg_asleep, 1, __ATOMIC_RELAXED);
@@ -275,11 +287,16 @@ size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes)
     td_release_init();
     td_global_init();
     uint64_t deadline = max_usec ? td_os_now_ns() + max_usec * 1000u : 0;
+    /* Announced first: a decay pass sweeping this thread's heap holds its
+       lock, which td_heap_trim_local takes. */
+    bool all = max_bytes == SIZE_MAX && max_usec == 0 && keep_bytes == 0;
+    if (all)
+        __atomic_add_fetch(&explicit_calls, 1, __ATOMIC_RELAXED);
     td_heap_trim_local();
     size_t r = 0;
-    __atomic_add_fetch(&explicit_calls, 1, __ATOMIC_RELAXED);
     release_pass(0, max_bytes, deadline, keep_bytes, PASS_EXPLICIT, &r);
-    __atomic_sub_fetch(&explicit_calls, 1, __ATOMIC_RELAXED);
+    if (all)
+        __atomic_sub_fetch(&explicit_calls, 1, __ATOMIC_RELAXED);
     __atomic_add_fetch(&released_explicit, r, __ATOMIC_RELAXED);
     release_safepoint(false);
     return r;

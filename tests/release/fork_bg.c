@@ -14,6 +14,13 @@
  * A deadlock at fork (a lock of the release engine held by the parent's
  * background thread) shows as a child killed by its alarm.  The parent then
  * checks that its own background thread still works and calls tide_check().
+ *
+ * t_fork_while_trimming: the same children, forked while another thread of
+ * the parent calls tide_release(SIZE_MAX, 0) without pause, so that most
+ * forks land inside such a call. Decay passes give way to those calls
+ * (src/release.c, explicit_calls); a child that inherited the count of
+ * the call in flight would give way for ever and never release (found in
+ * review: 11 of 12 children stuck before the fix).
  */
 #include "release.h"
 
@@ -188,6 +195,58 @@ static int sub_fork_bg(void)
     return 0;
 }
 
+static void *trimmer(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&stop, __ATOMIC_RELAXED))
+        rel_release(SIZE_MAX, 0);
+    return NULL;
+}
+
+static int sub_fork_while_trimming(void)
+{
+    uint64_t seed = th_seed(11);
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, trimmer, NULL) == 0);
+    size_t nforks = th_quick() ? 6 : 12;
+    pid_t kids[12];
+    for (size_t i = 0; i < nforks; i++) {
+        void *junk = malloc(MIB);   /* something for the trimmer to give back */
+        CHECK(junk != NULL);
+        memset(junk, 1, MIB);
+        free(junk);
+        rel_sleep_ms(1);
+        fflush(NULL);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (pid == 0)
+            child(i, seed + i * 7919);
+        kids[i] = pid;
+    }
+    size_t bad = 0;
+    int first = 0;
+    for (size_t i = 0; i < nforks; i++) {
+        int status;
+        while (waitpid(kids[i], &status, 0) < 0)
+            CHECK(errno == EINTR);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && bad++ == 0)
+            first = status;
+    }
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    CHECK(pthread_join(t, NULL) == 0);
+    CHECKF(bad == 0, "%zu of %zu children forked during tide_release failed; first: %s "
+           "(status %#x)", bad, nforks,
+           WIFEXITED(first) ? child_error(WEXITSTATUS(first)) : "killed by a signal", first);
+    rel_check();
+    return 0;
+}
+
+static void t_fork_while_trimming(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_fork_while_trimming", "decay_ms:20", 55);
+}
+
 static void t_fork_bg(void)
 {
     rel_need_tide();
@@ -196,11 +255,13 @@ static void t_fork_bg(void)
 
 static const th_test_t tests[] = {
     TH_TEST(t_fork_bg),
+    TH_TEST(t_fork_while_trimming),
     TH_END,
 };
 
 static const rel_sub_t subs[] = {
     REL_SUB(sub_fork_bg),
+    REL_SUB(sub_fork_while_trimming),
     REL_SUB_END,
 };
 

@@ -72,6 +72,7 @@ void td_os_unback_flush(td_unback_batch_t *b)
     b->bytes = 0;
 }
 void td_os_set_unback_batch(bool on) { (void)on; }
+int td_os_unback_cap(void) { return TD_UNBACK_MAX; }
 void td_os_advise_huge(void *p, size_t bytes) { (void)p; (void)bytes; }
 void *td_os_remap(void *p, size_t o, size_t n) { (void)p; (void)o; (void)n; return NULL; }
 size_t td_os_page_size(void) { return 4096; }

@@ -132,6 +132,30 @@ int main(int argc, char **argv)
         fake_os_ms = 0;
     }
 
+    /* Resident memory first: a dirty run that fits is taken before a
+       clean one that fits better, so that a working set that moves does
+       not touch fresh pages. */
+    {
+        span_t *x = td_pageheap_alloc(8, 1, TD_SPAN_LARGE);
+        span_t *sp1 = td_pageheap_alloc(1, 1, TD_SPAN_LARGE);
+        span_t *y = td_pageheap_alloc(16, 1, TD_SPAN_LARGE);
+        span_t *sp2 = td_pageheap_alloc(1, 1, TD_SPAN_LARGE);
+        CHECK(x && sp1 && y && sp2);
+        uintptr_t ys = y->start;
+        memset((void *)x->start, 0, (size_t)8 << 12);
+        td_pageheap_free(x, true, 0);    /* clean, exactly 8 pages */
+        td_pageheap_free(y, false, 0);   /* dirty, 16 pages */
+        td_pageheap_validate();
+        span_t *z = td_pageheap_alloc(8, 1, TD_SPAN_LARGE);
+        CHECK_MSG(z != NULL && z->start == ys && z->ndirty != 0,
+                  "an 8-page request took the clean exact fit, not the dirty 16-page run");
+        td_pageheap_validate();
+        td_pageheap_free(z, false, 0);
+        td_pageheap_free(sp1, false, 0);
+        td_pageheap_free(sp2, false, 0);
+        td_pageheap_validate();
+    }
+
     /* Out of memory: NULL, and the heap still consistent. */
     fake_os_fail_maps = 1000;
     CHECK(td_pageheap_alloc((size_t)1 << 20, 1, TD_SPAN_LARGE) == NULL);
