@@ -107,6 +107,8 @@ WORKLOADS = collections.OrderedDict([
                  ("live_mb", "live requested (MiB)", None),
                  ("stall_max_us", "bystander's longest gap during trim (µs)", "lower"),
                  ("base_gap_max_us", "bystander's longest gap before trim (µs)", None),
+                 ("stalls_1ms", "bystander's gaps over 1 ms during trim", "lower"),
+                 ("base_stalls_1ms_per_s", "bystander's gaps over 1 ms per s before trim", None),
                  ("trim_impl", "malloc_trim provided by", None), WALL, PEAK])),
     ("threads", dict(
         title="8a. Thread churn",

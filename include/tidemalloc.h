@@ -36,7 +36,7 @@ const char *tide_version(void);
    threads that are idle, and whole free pages inside partly used slabs.
    Stops after max_bytes (SIZE_MAX: all it can; rounded up to a page) or
    once max_usec microseconds have passed (0: no limit; checked between
-   batches, so a call may overrun either by one batch of up to 4 MiB or
+   batches, so a call may overrun either by one batch of up to 2 MiB or
    one slab's pages). Works in batches, each given back
    with one system call, so other threads' malloc and free go on
    meanwhile; the one lock held across such a call is, while free pages

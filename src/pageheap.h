@@ -62,7 +62,12 @@ bool td_pageheap_resize(span_t *s, size_t npages);
    the lock dropped around it. Returns the bytes unbacked. One caller at a
    time: the release layer calls it under its sweep lock (its batch is
    static, off the caller's stack). */
-#define TD_RELEASE_BATCH_PAGES 1024   /* 4 MiB: bounds the time one batch is out of the bins */
+/* 2 MiB: bounds the time one batch is out of the bins, and one call's
+   work: on this project's VM a 4 MiB batch of 256 runs stalled another
+   thread of the process for over 1 ms some 60-100 times during one trim
+   of the bench heap, 2 MiB batches of 128 runs 4-9 times, no more than
+   before the trim (docs/memory-return.md, "One system call per batch"). */
+#define TD_RELEASE_BATCH_PAGES 512
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
 
 /* Counts bytes the layer above unbacked itself (parked slab pages) into

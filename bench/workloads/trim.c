@@ -10,12 +10,16 @@
  * replacing small objects in its own window throughout. The main thread
  * calls malloc_trim(0) and times it; the bystander records the longest gap
  * between two of its loop iterations that overlaps the trim (and, for
- * comparison, the longest gap before it). trim_impl names the object that
+ * comparison, the longest gap before it), and how many gaps of over 1 ms
+ * it saw during the trim and per second before it: on a noisy machine the
+ * longest gap is mostly the scheduler's, and the counts show whether the
+ * trim adds any. trim_impl names the object that
  * provides malloc_trim (libc.so.6 when the preloaded allocator has none, in
  * which case the call reaches glibc's empty heap and releases nothing).
  *
  * Prints: total_mb= live_mb= trim_ms= rss_before_mb= rss_after_mb=
- *         stall_max_us= base_gap_max_us= bystander_iters= trim_impl=
+ *         stall_max_us= base_gap_max_us= stalls_1ms= base_stalls_1ms_per_s=
+ *         bystander_iters= trim_impl=
  */
 #include "common.h"
 #include <dlfcn.h>
@@ -25,7 +29,9 @@
 
 static atomic_int phase; /* 0 before trim, 1 trimming, 2 after, 3 stop */
 static uint64_t gap_trim_ns, gap_base_ns, iters;
+static uint64_t stalls_trim, stalls_base, base_ns;   /* gaps over 1 ms; time counted as base */
 static atomic_int ready;
+static atomic_int base_on;   /* the baseline window: after the frees, before the trim */
 
 static void *bystander(void *arg)
 {
@@ -52,8 +58,12 @@ static void *bystander(void *arg)
         if (last_phase == 1 || ph == 1 || (last_phase == 0 && ph == 2)) {
             if (gap > gap_trim_ns)
                 gap_trim_ns = gap;
-        } else if (ph == 0 && gap > gap_base_ns) {
-            gap_base_ns = gap;
+            stalls_trim += gap > 1000000;
+        } else if (ph == 0 && atomic_load_explicit(&base_on, memory_order_relaxed)) {
+            if (gap > gap_base_ns)
+                gap_base_ns = gap;
+            stalls_base += gap > 1000000;
+            base_ns += gap;
         }
         iters++;
         last = now;
@@ -116,6 +126,7 @@ int main(int argc, char **argv)
         else
             free(p[i]);
     }
+    atomic_store(&base_on, 1);
     sleep_ns(200 * 1000000ull); /* bystander baseline */
     long before = rss_kb();
     atomic_store_explicit(&phase, 1, memory_order_release);
@@ -136,9 +147,12 @@ int main(int argc, char **argv)
         impl = impl ? impl + 1 : di.dli_fname;
     }
     printf("total_mb=%.0f live_mb=%.1f trim_ms=%.3f rss_before_mb=%.1f rss_after_mb=%.1f "
-           "stall_max_us=%.1f base_gap_max_us=%.1f bystander_iters=%llu trim_impl=%s\n",
+           "stall_max_us=%.1f base_gap_max_us=%.1f stalls_1ms=%llu base_stalls_1ms_per_s=%.1f "
+           "bystander_iters=%llu trim_impl=%s\n",
            (double)done / 1048576.0, (double)live / 1048576.0, (double)(t1 - t0) / 1e6,
            before / 1024.0, after / 1024.0, (double)gap_trim_ns / 1e3, (double)gap_base_ns / 1e3,
+           (unsigned long long)stalls_trim,
+           base_ns ? (double)stalls_base * 1e9 / (double)base_ns : 0.0,
            (unsigned long long)iters, impl);
     for (size_t i = 0; i < n; i += keep_every)
         free(p[i]);
