@@ -647,7 +647,9 @@ static const int *sweep_yield;
 
 static bool yielding(void)
 {
-    return sweep_yield != NULL && __atomic_load_n(sweep_yield, __ATOMIC_RELAXED) != 0;
+    /* > 0: a fork from a signal handler inside such a call resets the
+       count in the child, where the call's own decrement takes it below 0. */
+    return sweep_yield != NULL && __atomic_load_n(sweep_yield, __ATOMIC_RELAXED) > 0;
 }
 
 static bool park_batch_full(void)

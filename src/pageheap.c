@@ -476,7 +476,6 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
        time (see pageheap.h). */
     static span_t *taken[TD_UNBACK_MAX];
     static td_unback_batch_t batch;
-    int cap = td_os_unback_cap();
     batch.n = 0;
     batch.bytes = 0;
     while (more && done < max_bytes) {
@@ -484,7 +483,7 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
             break;   /* between batches: a call always makes progress */
         /* Take up to TD_UNBACK_MAX runs, oldest first, out of the bins,
            then unback them all with one call and no lock held. */
-        int nt = 0;
+        int nt = 0, cap = td_os_unback_cap();   /* per batch: a failed call lowers it */
         size_t pages = 0;
         size_t rest = max_bytes - done;   /* > 0 */
         size_t limit = (rest >> TD_PAGE_SHIFT) + ((rest & (TD_PAGE - 1)) != 0);
@@ -683,6 +682,12 @@ void td_pageheap_validate(void)
     }
     TIDE_CHECK(ph.dirty_tail == last && "dirty list tail");
     TIDE_CHECK(free_pages == ph.free_pages && "free page count");
+    size_t binned_dirty = 0;
+    for (unsigned f = 0; f < FL_COUNT; f++)
+        for (unsigned l = 0; l < SL_COUNT; l++)
+            for (span_t *s = ph.bins[1][f][l]; s; s = s->next)
+                binned_dirty += s->ndirty;
+    TIDE_CHECK(binned_dirty == dirty && "dirty bins and dirty list disagree");
     TIDE_CHECK(dirty == ph.free_dirty_pages && "dirty page count");
     td_unlock(&ph.lock);
 }

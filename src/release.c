@@ -98,7 +98,7 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
     }
     while (done < budget) {
         size_t want = budget - done < BATCH_BYTES ? budget - done : BATCH_BYTES;
-        if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) != 0) {
+        if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) > 0) {
             pending = true;   /* an explicit call does it now */
             break;
         }
@@ -116,7 +116,7 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
     }
     /* Parking last: page-heap runs give back the most bytes per madvise.
        Past the deadline only if nothing was released yet (progress). */
-    if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) != 0) {
+    if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) > 0) {
         pending = true;   /* an explicit call parks now: do not queue behind it */
     } else if (done < max_bytes &&
                (deadline == 0 || done == 0 || td_os_now_ns() < deadline)) {
