@@ -23,23 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static volatile int stop;
-
-static void *spin(void *arg)
-{
-    char *q = arg;
-    while (!stop)
-        for (int i = 0; i < (1 << 20); i += 64)
-            q[i]++;
-    return NULL;
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#include "spinner.h"
 
 int main(int argc, char **argv)
 {
@@ -48,17 +32,15 @@ int main(int argc, char **argv)
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), stride = (pages + 1) * pg;
     static const int per[] = { 1, 16, 64, 256, 1024 };
     char *mem = mmap(NULL, n * stride, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    char *own = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED || own == MAP_FAILED)
-        return 1;
     pthread_t th;
-    pthread_create(&th, NULL, spin, own);
+    if (mem == MAP_FAILED || spinner_start(&th) != 0)
+        return 1;
     static struct iovec v[1024];
     for (size_t k = 0; k < sizeof per / sizeof *per; k++) {
         memset(mem, 1, n * stride);
         usleep(10000);
         size_t calls = 0, i = 0;
-        double t0 = now();
+        double t0 = now_s();
         while (i < n) {
             if (per[k] == 1) {
                 madvise(mem + i * stride, pages * pg, MADV_DONTNEED);
@@ -77,12 +59,11 @@ int main(int argc, char **argv)
             }
             calls++;
         }
-        double t = now() - t0;
+        double t = now_s() - t0;
         if (i == n)
             printf("per=%d us_per_call=%.1f us_per_range=%.2f\n", per[k], t / (double)calls * 1e6,
                    t / (double)n * 1e6);
     }
-    stop = 1;
-    pthread_join(th, NULL);
+    spinner_end(th);
     return 0;
 }

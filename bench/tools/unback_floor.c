@@ -22,23 +22,7 @@
 #include <sys/mman.h>
 #include <time.h>
 
-static volatile int stop;
-
-static void *spin(void *arg)
-{
-    char *q = arg;
-    while (!stop)
-        for (int i = 0; i < (1 << 20); i += 64)
-            q[i]++;
-    return NULL;
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
+#include "spinner.h"
 
 static long anon_huge_kb(void)
 {
@@ -68,16 +52,14 @@ int main(int argc, char **argv)
         madvise(p, len, MADV_HUGEPAGE);
     memset(p, 1, len);
     long ahp = anon_huge_kb();
-    char *own = malloc((size_t)1 << 20);
     pthread_t th;
-    if (own == NULL || pthread_create(&th, NULL, spin, own) != 0)
+    if (spinner_start(&th) != 0)
         return 1;
-    double t0 = now();
+    double t0 = now_s();
     if (madvise(p, len, MADV_DONTNEED) != 0)
         perror("madvise");
-    double t1 = now();
-    stop = 1;
-    pthread_join(th, NULL);
+    double t1 = now_s();
+    spinner_end(th);
     printf("mib=%zu huge=%d ms=%.1f us_per_4k_page=%.3f anon_huge_kb=%ld\n", mib, huge,
            (t1 - t0) * 1e3, (t1 - t0) * 1e6 / (double)(len >> 12), ahp);
     return 0;
