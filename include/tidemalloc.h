@@ -40,8 +40,9 @@ const char *tide_version(void);
    one slab's pages). Works in batches, each given back
    with one system call, so other threads' malloc and free go on
    meanwhile; the one lock held across such a call is, while free pages
-   inside a heap's slabs go back, that heap's own, for one batch: only its
-   owner thread may wait, in a slow path. Without this call, free memory
+   inside a heap's slabs go back, that heap's own, for one batch (the
+   calling thread's own heap for its whole walk): only its owner thread
+   may wait, in a slow path. Without this call, free memory
    goes back by itself after the decay time (TIDEMALLOC_CONF decay_ms,
    default 500). malloc_trim(pad) is this call keeping pad bytes. */
 size_t tide_release(size_t max_bytes, unsigned long max_usec);

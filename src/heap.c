@@ -641,8 +641,8 @@ static unsigned sweep_walks;
 #define PARK_OWN_FLUSH_BYTES  ((size_t)TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
 /* Set per heap by heap_sweep_one (sweep lock). */
 static bool park_own;
-/* Set by td_heap_sweep: while *sweep_yield is nonzero (a caller waits to
-   release memory itself) this sweep parks nothing more. */
+/* Set by td_heap_sweep: while *sweep_yield is positive (a caller waits to
+   release everything itself) this sweep stops at the next slab. */
 static const int *sweep_yield;
 
 static bool yielding(void)
@@ -997,10 +997,6 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
                slab is left to its owner or to a later kick. */
             if (s->swept_head != seen)
                 pending = true;
-            if (park && yielding()) {
-                park = false;
-                pending = true;
-            }
             if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL)) {
                 size_t got = slab_park(s);
                 *unbacked += got;

@@ -201,7 +201,7 @@ extern void (*td_heap_fork_hook)(int phase);
    own heap, where nobody else can wait, across the whole walk, with
    batches of 128 ranges or 2 MiB. Call with the release
    layer's sweep lock held (one sweep at a time: the batch is shared).
-   While *yield (NULL: never) is nonzero the sweep stops at the next slab
+   While *yield (NULL: never) is positive the sweep stops at the next slab
    it looks at (on a notify stack or a partial list), leaving the rest and
    the heaps it has not reached to a later sweep: a caller waiting for the
    sweep lock to release everything itself gets it within one slab.

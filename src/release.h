@@ -34,7 +34,9 @@ void td_release_init(void);
    then unbacks dirty page-heap runs oldest first until max_bytes are
    released, or all but keep_bytes of dirty memory are, or max_usec have
    passed (0: no limit; checked between batches). Returns the bytes
-   unbacked. Holds no lock across a system call. */
+   unbacked. The one allocator lock it holds across a system call is a
+   heap's own while that heap's parked pages go back (one batch; the
+   caller's own heap, which nobody else waits for, for its whole walk). */
 size_t td_release_now(size_t max_bytes, uint64_t max_usec, size_t keep_bytes);
 
 typedef struct {
