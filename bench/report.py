@@ -398,6 +398,17 @@ def main():
             w("| %s | %s |" % (label, " | ".join(
                 fmt(fnum(cg[a].get(k))) if fnum(cg[a].get(k)) is not None else cg[a].get(k, "–")
                 for a in allocs if a in cg)))
+        # Ratios to the leanest peer: the allocator's share, and the whole
+        # program's (loop included), which dilutes the same gap.
+        for k, label in [("ir_per_pair", "allocator Ir ÷ leanest peer's"),
+                         ("raw_ir_per_pair", "raw Ir ÷ leanest peer's (whole program)")]:
+            peer = [fnum(cg[p].get(k)) for p in PEERS if p in cg and fnum(cg[p].get(k)) is not None]
+            if not peer:
+                continue
+            lean = min(peer)
+            w("| %s | %s |" % (label, " | ".join(
+                "%.3f" % (fnum(cg[a].get(k)) / lean) if fnum(cg[a].get(k)) is not None else "–"
+                for a in allocs if a in cg)))
         w("")
 
     # per workload

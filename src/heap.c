@@ -60,7 +60,6 @@ void td_global_init(void)
         td_conf_init();
         td_sizeclass_init();
         td_pageheap_init();
-        td_free_key = (uintptr_t)td_os_random();
         __atomic_store_n(&init_done, 1, __ATOMIC_RELEASE);
     }
     td_unlock(&init_lock);
@@ -160,10 +159,9 @@ static void heap_set_cur(heap_t *h, unsigned c, span_t *s)
     __atomic_store_n(&h->cur[c], s, __ATOMIC_RELAXED);
     if (td_class_size[c] > TD_LUT_MAX)
         return;
-    /* Sizes (prev class size, class size] map to c; entry i serves sizes
-       (16(i-1), 16i]; entry 0 (size 0) belongs to class 0. */
-    size_t first = c == 0 ? 0 : td_class_size[c - 1] / 16 + 1;
-    size_t last = td_class_size[c] / 16;
+    /* Sizes (prev class size, class size] map to c; size 0 to class 0. */
+    size_t first = c == 0 ? 0 : td_class_size[c - 1] + 1;
+    size_t last = td_class_size[c];
     for (size_t i = first; i <= last; i++)
         __atomic_store_n(&h->direct[i], s, __ATOMIC_RELAXED);
 }
@@ -310,7 +308,7 @@ static void *heap_refill(heap_t *h, unsigned c)
     while ((s = h->partial[c]) != NULL) {
         partial_remove(h, s);
         slab_reclaim(h, s);   /* pops follow raw links; frees fast again */
-        if (s->free != NULL || s->bump < (char *)s->start + (size_t)s->nobjs * s->obj_size)
+        if (s->free != NULL || s->bump < (char *)s->start + (size_t)s->nobjs * td_slab_obj_size(s))
             break;
         /* Every object out: a pop in flight when a sweep detached this
            slab took its last one (look_at_cur). */
@@ -573,7 +571,7 @@ static void keep_pages(const span_t *s, const void *obj, uint64_t *keep)
     if (obj == NULL)
         return;
     size_t a = ((uintptr_t)obj - s->start) >> TD_PAGE_SHIFT;
-    size_t b = ((uintptr_t)obj - s->start + s->obj_size - 1) >> TD_PAGE_SHIFT;
+    size_t b = ((uintptr_t)obj - s->start + td_slab_obj_size(s) - 1) >> TD_PAGE_SHIFT;
     for (size_t pg = a; pg <= b && pg < 64 * 3; pg++)
         keep[pg >> 6] |= (uint64_t)1 << (pg & 63);
 }
@@ -589,7 +587,7 @@ static inline bool bit_set(const uint64_t *b, size_t i)
 static unsigned select_pages(const span_t *s, const uint64_t *bits, const uint64_t *keep,
                              uint64_t *unl, uint64_t *newly, uint32_t *nunl)
 {
-    size_t size = s->obj_size, objs_end = (size_t)s->nobjs * size;
+    size_t size = td_slab_obj_size(s), objs_end = (size_t)s->nobjs * size;
     memset(unl, 0, (s->nobjs + 63) / 64 * sizeof unl[0]);
     newly[0] = newly[1] = newly[2] = 0;
     *nunl = 0;
@@ -713,7 +711,7 @@ static size_t slab_park(span_t *s)
         bits[w] |= fbits[w];
     s->swept_head = r0;   /* slab_dead's cache: the count is known now */
     s->swept_count = nr;
-    if ((size_t)(nf + nr) * s->obj_size < 2 * TD_PAGE)
+    if ((size_t)(nf + nr) * td_slab_obj_size(s) < 2 * TD_PAGE)
         return 0;
 
     /* The owner list's head may lie on a parked page and become phead, as
@@ -821,7 +819,7 @@ static void slab_reclaim(heap_t *h, span_t *s)
     s->detached = 0;   /* the owner takes it itself: none of its pops is in flight */
     if (s->nparked == 0)
         return;
-    size_t size = s->obj_size;
+    size_t size = td_slab_obj_size(s);
     uint32_t n = s->nobjs;   /* <= PARK_MAX_OBJS: it was parked */
     uint64_t objs[PARK_MAX_OBJS / 64];
     memset(objs, 0, (n + 63) / 64 * sizeof objs[0]);
@@ -840,7 +838,7 @@ static void slab_reclaim(heap_t *h, span_t *s)
         if (!bit_set(objs, i))
             continue;
         void *o = (char *)s->start + i * size;
-        ((uintptr_t *)o)[1] = td_free_key ^ (uintptr_t)o;
+        td_slab_mark_free(s, o);
         *(void **)o = head;
         head = o;
     }
@@ -918,7 +916,7 @@ static bool look_at_cur(heap_t *h, bool idle, bool park)
         int32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
         /* Touched bytes not out: whole pages of them may be parked. */
         size_t touched = (size_t)((char *)s->bump - (char *)s->start);
-        size_t out = used > 0 ? (size_t)used * s->obj_size : 0;
+        size_t out = used > 0 ? (size_t)used * td_slab_obj_size(s) : 0;
         if (used <= 0 || touched < out + 2 * TD_PAGE)
             continue;
         uint32_t look = cur_memo(s);
@@ -1225,7 +1223,7 @@ static void *malloc_class(unsigned c)
 void td_heap_bad_free(void *p, span_t *s, const char *who)
 {
     if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_is_object(s, p) &&
-        td_slab_marked_free(p))
+        td_slab_marked_free(s, p))
         td_fatal("%s: double free of %p", who, p);
     if (s != NULL && s->kind == TD_SPAN_FREE && s->start == (uintptr_t)p)
         td_fatal("%s: double free of %p", who, p);
@@ -1252,7 +1250,7 @@ void td_heap_free_slow(void *p, const char *who)
         }
         /* Owned by another heap (or by a pooled one), or a slab with
            parked pages: a remote free. */
-        if (TIDE_UNLIKELY(td_slab_marked_free(p)))
+        if (TIDE_UNLIKELY(td_slab_marked_free(s, p)))
             td_heap_bad_free(p, s, who);
         if (TIDE_UNLIKELY(__atomic_load_n(&s->nparked, __ATOMIC_RELAXED) != 0) &&
             page_parked(s, ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT))
@@ -1290,7 +1288,7 @@ size_t td_heap_usable_size(const void *p, const char *who)
     span_t *s = td_pagemap_get(p);
     if (s != NULL) {
         if (s->kind == TD_SPAN_SLAB && td_slab_is_object(s, p))
-            return s->obj_size;
+            return td_slab_obj_size(s);
         if (s->kind == TD_SPAN_LARGE && s->start == (uintptr_t)p)
             return s->npages << TD_PAGE_SHIFT;
         if (s->kind == TD_SPAN_HUGE && s->start == (uintptr_t)p)
@@ -1361,9 +1359,9 @@ void *td_heap_realloc(void *p, size_t n)
         return fail_nomem();
     switch (s->kind) {
     case TD_SPAN_SLAB: {
-        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
+        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(s, p)))
             td_heap_bad_free(p, s, who);
-        size_t old = s->obj_size;
+        size_t old = td_slab_obj_size(s);
         /* Stay while it fits and would not fit a class half the size. */
         if (n <= old && (n > old / 2 || old <= 32))
             return p;
@@ -1408,7 +1406,7 @@ static void stats_span(span_t *s, void *arg)
         /* Racy read of an owner-written count: a snapshot, not a sum. */
         int32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED) & ~TD_SLAB_FULL_BIT;
         size_t bytes = s->npages << TD_PAGE_SHIFT;
-        size_t inuse = (size_t)used * s->obj_size;
+        size_t inuse = (size_t)used * td_slab_obj_size(s);
         if (inuse > bytes)
             inuse = bytes;
         st->slab_used_bytes += inuse;
@@ -1452,6 +1450,6 @@ void td_heap_validate(void)
             TIDE_CHECK(h->spare[c]->used == 0 && h->spare[c]->state == TD_SLAB_SPARE);
     }
     for (size_t i = 0; i < TD_DIRECT_LEN; i++)
-        TIDE_CHECK(h->direct[i] == h->cur[td_sizeclass_lut[i]] && "direct[] out of step");
+        TIDE_CHECK(h->direct[i] == h->cur[td_sizeclass_of(i)] && "direct[] out of step");
     td_unlock(&h->lock);
 }

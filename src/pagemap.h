@@ -42,13 +42,13 @@ typedef struct span_s {
        call; the rest written once per slab). */
     void *free;                 /* owner-only list of free objects */
     int32_t used;               /* see above; owner-only */
-    uint32_t obj_size;          /* bytes per object */
-    uint64_t div_inv;           /* slab: inverse mod 2^64 of obj_size's odd part */
-    uint8_t sizeclass;          /* class of the slab */
+    uint8_t sizeclass;          /* class of the slab (td_slab_obj_size) */
     uint8_t kind;               /* TD_SPAN_* */
     uint8_t state;              /* TD_SLAB_* (slab) */
-    uint8_t div_shift;          /* slab: obj_size == odd part << div_shift (>= 4) */
-    uint32_t nobjs;             /* slab: objects in the slab (end = start + nobjs*obj_size) */
+    uint8_t div_shift;          /* slab: object size == odd part << div_shift (>= 4) */
+    uint64_t div_inv;           /* slab: inverse mod 2^64 of the object size's odd part */
+    uint64_t nobjs;             /* slab: objects in the slab (end = start + nobjs*size);
+                                   64 bits so that free compares with it in memory */
     uintptr_t start;            /* address of the first page */
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
     char *bump;                 /* slab: first object never handed out */

@@ -3,8 +3,6 @@
  */
 #include "slab.h"
 
-uintptr_t td_free_key;
-
 /* Objects moved onto the free list per extend: enough to amortise the slow
    call, few enough that a fresh slab's untouched pages stay untouched. */
 #define EXTEND_BYTES 4096
@@ -16,7 +14,6 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     size_t cap = (s->npages << TD_PAGE_SHIFT) / size;
     s->free = NULL;
     s->used = 0;
-    s->obj_size = (uint32_t)size;
     s->div_inv = td_class_inv[c];
     s->div_shift = td_class_shift[c];
     s->nobjs = cap;
@@ -44,7 +41,7 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
 
 bool td_slab_extend(span_t *s)
 {
-    size_t size = s->obj_size;
+    size_t size = td_slab_obj_size(s);
     char *p = s->bump;
     char *end = (char *)s->start + s->nobjs * size;
     if (p >= end)

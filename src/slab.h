@@ -7,21 +7,24 @@
  *    a fresh slab touches memory only as it is used;
  *  - remote: objects freed by other threads, a lock-free LIFO pushed with
  *    one CAS and taken whole by the owner with one exchange.
- * Counting invariant (owner's view): used + |free| + (end-bump)/obj_size
+ * Counting invariant (owner's view): used + |free| + (end-bump)/size
  * + |remote not yet collected| == capacity, with used the low 31 bits.
  *
  * A free object keeps the next pointer in its first word and, in its second,
- * td_free_key ^ address: a free that finds that value is a double free
- * (false alarm odds 2^-64 for data that is not adversarial). malloc zeroes
- * the second word, so a live object never carries the mark.
+ * the address of its slab's descriptor (the mark): a free that finds it
+ * there is a double free. malloc zeroes the second word, so a live object
+ * carries the mark only if the program stored that address, which it never
+ * learns from the allocator (descriptors live in the allocator's own
+ * mappings); copying a freed object's words into a live one of the same
+ * slab, itself a use after free, would. The free path already holds the
+ * descriptor in a register, so the test is one compare with memory, where
+ * a key xor address took a load and a xor more (bench/fastpath.golden).
  */
 #ifndef TIDE_SLAB_H
 #define TIDE_SLAB_H
 
 #include "pagemap.h"
 #include "sizeclass.h"
-
-extern uintptr_t td_free_key;
 
 /* Makes s (SLAB from the page heap, pagemap ends set) a slab of class c
    owned by h: maps every page, resets the lists. */
@@ -58,9 +61,21 @@ static inline bool td_slab_is_object(const span_t *s, const void *p)
     return td_slab_index(s, p) < s->nobjs;
 }
 
-static inline bool td_slab_marked_free(const void *p)
+/* Bytes per object of slab s. */
+static inline size_t td_slab_obj_size(const span_t *s)
 {
-    return ((const uintptr_t *)p)[1] == (td_free_key ^ (uintptr_t)p);
+    return td_class_size[s->sizeclass];
+}
+
+/* Marks p, an object of s, as free (see the top of this file). */
+static inline void td_slab_mark_free(const span_t *s, void *p)
+{
+    ((uintptr_t *)p)[1] = (uintptr_t)s;
+}
+
+static inline bool td_slab_marked_free(const span_t *s, const void *p)
+{
+    return ((const uintptr_t *)p)[1] == (uintptr_t)s;
 }
 
 /* --s->used; true if the result is <= 0: the slab became empty, or it is
@@ -98,7 +113,7 @@ static inline void *td_slab_pop(span_t *s)
    the caller must tell the owning heap (td_heap_notify). */
 static inline bool td_slab_push_remote(span_t *s, void *p)
 {
-    ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
+    td_slab_mark_free(s, p);
     void *old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
     do {
         *(void **)p = old;
