@@ -496,23 +496,11 @@ static bool slab_dead(span_t *s)
        and the slab is not ours to take, even if that was its last object. */
     if (s->state == TD_SLAB_FULL && __atomic_load_n(&s->free, __ATOMIC_RELAXED) != NULL)
         return false;
-    void *head = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
-    if (head == NULL)
+    uint64_t w = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+    s->swept_remote = w;
+    if (w == 0)
         return false;
-    uint32_t n;
-    if (head == s->swept_head) {
-        n = s->swept_count;   /* nothing pushed since: no walk */
-    } else {
-        /* Nodes below the head never change while h->lock keeps the owner
-           from collecting: pushes only prepend. */
-        uint32_t cap = s->nobjs;
-        n = 0;
-        for (void *p = head; p != NULL; p = *(void **)p)
-            TIDE_CHECK(++n <= cap && "remote list longer than its slab");
-        s->swept_head = head;
-        s->swept_count = n;
-    }
-    return (int32_t)(n + s->parked_remote) == used;
+    return (int32_t)(td_rl_count(w) + s->parked_remote) == used;
 }
 
 /* ---- parking: unbacking free pages inside partly used slabs ----------- */
@@ -542,11 +530,13 @@ static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
 }
 
 /* Drops from the chain after head (kept) every object that starts in a
-   page of newly parked; returns how many. */
-static uint32_t unlink_parked(span_t *s, void *head, const uint64_t *unl)
+   page of newly parked; returns how many, and the chain's last object in
+   *last (NULL: none). */
+static uint32_t unlink_parked(span_t *s, void *head, const uint64_t *unl, void **last)
 {
     uint32_t removed = 0;
     void *prev = head;
+    *last = NULL;
     if (prev == NULL)
         return 0;
     for (void *p = *link_of(s, prev); p != NULL;) {
@@ -563,6 +553,7 @@ static uint32_t unlink_parked(span_t *s, void *head, const uint64_t *unl)
     }
     if (*link_of(s, prev) != NULL)
         *link_of(s, prev) = NULL;
+    *last = prev;
     return removed;
 }
 
@@ -616,9 +607,9 @@ static unsigned select_pages(const span_t *s, const uint64_t *bits, const uint64
     return nnew;
 }
 
-static inline uint32_t park_memo(const void *f, const void *r)
+static inline uint32_t park_memo(const void *f, uint64_t r)
 {
-    uint64_t x = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)r;
+    uint64_t x = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ull ^ r;
     return (uint32_t)(x >> 32 ^ x) | 1;
 }
 
@@ -672,8 +663,9 @@ static size_t slab_park(span_t *s)
 {
     (void)__atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* the owner's earlier list writes */
     void *f0 = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
-    void *r0 = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
-    uint32_t memo = park_memo(f0, r0);
+    uint64_t w0 = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
+    void *r0 = td_rl_head(s, w0);
+    uint32_t memo = park_memo(f0, w0);
     if (memo == s->park_memo)
         return 0;   /* no object freed since the last look (a collision only skips) */
     if (s->state == TD_SLAB_FULL && f0 != NULL)
@@ -709,8 +701,7 @@ static size_t slab_park(span_t *s)
     uint32_t nr = mark_chain(s, r0, bits, cap);
     for (size_t w = 0; w < words; w++)
         bits[w] |= fbits[w];
-    s->swept_head = r0;   /* slab_dead's cache: the count is known now */
-    s->swept_count = nr;
+    TIDE_CHECK(nr == td_rl_count(w0) && "remote list's count is not its length");
     if ((size_t)(nf + nr) * td_slab_obj_size(s) < 2 * TD_PAGE)
         return 0;
 
@@ -746,6 +737,7 @@ static size_t slab_park(span_t *s)
         }
     }
     void *rh = r0;   /* the remote head after parking */
+    uint64_t wh = w0;   /* the remote word that made it head */
     uint32_t rr = 0;
     if (nnew != 0 && r0 != NULL && bit_set(unl, td_slab_index(s, r0))) {
         void *rk = *(void **)r0;
@@ -754,14 +746,17 @@ static size_t slab_park(span_t *s)
             rk = *(void **)rk;
             skipped++;
         }
-        void *expect = r0;
-        if (rk != NULL && __atomic_compare_exchange_n(&s->remote, &expect, rk, false,
+        uint64_t expect = w0;
+        if (rk != NULL)
+            wh = td_rl_make(td_slab_index(s, rk), td_rl_tail_index(w0), td_rl_count(w0) - skipped);
+        if (rk != NULL && __atomic_compare_exchange_n(&s->remote, &expect, wh, false,
                                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             rh = rk;
             rr = skipped;
         } else {
             /* All remote objects parkable, or a push came first: keep the
                pages of the head as it was. */
+            wh = w0;
             keep_pages(s, r0, keep);
             nnew = select_pages(s, bits, keep, unl, newly, &nunl);
         }
@@ -777,13 +772,27 @@ static size_t slab_park(span_t *s)
         s->phead = f0;
         rf = 1;
     }
-    rf += unlink_parked(s, fw, unl);   /* fw is kept */
-    rr += unlink_parked(s, rh, unl);
+    void *last;
+    rf += unlink_parked(s, fw, unl, &last);   /* fw is kept */
+    uint32_t below = unlink_parked(s, rh, unl, &last);
+    rr += below;
     TIDE_CHECK(rf + rr == nunl && "parked objects not all on the lists");
-    s->park_memo = park_memo(f0, rh);
+    if (below != 0) {
+        /* The list lost objects below its head, maybe its tail: pushes
+           since only changed the head and the count, so rewrite the tail
+           and the count under them. The owner cannot collect meanwhile
+           (h->lock). */
+        uint64_t w = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), nw;
+        do {
+            nw = td_rl_make(td_rl_head_index(w), td_slab_index(s, last), td_rl_count(w) - below);
+        } while (!__atomic_compare_exchange_n(&s->remote, &w, nw, true,
+                                              __ATOMIC_RELAXED, __ATOMIC_RELAXED));
+        if (w == wh)
+            wh = nw;
+    }
+    s->park_memo = park_memo(f0, wh);
     s->parked_remote += rr;
-    s->swept_head = rh;
-    s->swept_count = nr - rr;
+    s->swept_remote = wh;
     /* Read without the lock by the free slow path's double-free check. */
     for (int w = 0; w < 3; w++)
         __atomic_store_n(&s->parked[w], s->parked[w] | newly[w], __ATOMIC_RELAXED);
@@ -882,8 +891,7 @@ static void notify_splice(heap_t *h, span_t *first, span_t *last)
 static inline uint32_t cur_memo(const span_t *s)
 {
     return park_memo(__atomic_load_n(&s->free, __ATOMIC_RELAXED),
-                     (void *)(uintptr_t)(0x9e37u ^ (uint32_t)__atomic_load_n(&s->used,
-                                                                          __ATOMIC_RELAXED)));
+                     0x9e37u ^ (uint32_t)__atomic_load_n(&s->used, __ATOMIC_RELAXED));
 }
 
 /* An idle thread's current slabs (h->lock held, once per pass): one whose
@@ -982,18 +990,18 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
         if (s == NULL)
             break;
         bool yield = round % SWEEP_ROUND == 0;
-        void *seen = s->swept_head;
+        uint64_t seen = s->swept_remote;
         if ((s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL) && slab_dead(s)) {
             if (s->state == TD_SLAB_PARTIAL)
                 partial_remove(h, s);
-            __atomic_store_n(&s->remote, NULL, __ATOMIC_RELAXED);
+            __atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
             *released += s->npages << TD_PAGE_SHIFT;
             /* Unused since about the first remote free of the batch. */
             slab_release_at(s, stamp);
         } else {
             /* Frees still coming in: worth another look later. A quiet
                slab is left to its owner or to a later kick. */
-            if (s->swept_head != seen)
+            if (s->swept_remote != seen)
                 pending = true;
             if (park && (s->state == TD_SLAB_FULL || s->state == TD_SLAB_PARTIAL)) {
                 size_t got = slab_park(s);

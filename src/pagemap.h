@@ -60,10 +60,10 @@ typedef struct span_s {
 
     /* Line 1: written by other threads. Apart from line 0 so that remote
        frees do not bounce the owner's hot line (false sharing). */
-    void *remote __attribute__((aligned(64)));  /* objects freed by other threads (LIFO); __atomic only */
+    uint64_t remote __attribute__((aligned(64)));  /* objects freed by other threads (LIFO):
+                                   head, tail and count in one word (slab.h); __atomic only */
     struct span_s *notify_next; /* SLAB: link in the heap's notify stack */
-    void *swept_head;           /* SLAB: remote head when the sweeper last counted it */
-    uint32_t swept_count;       /* SLAB: how many objects hung from swept_head */
+    uint64_t swept_remote;      /* SLAB: remote word when the sweeper last looked */
     uint32_t parked_remote;     /* SLAB: remote-freed objects parked, not yet taken off used */
     uint16_t nparked;           /* SLAB: pages unbacked under live objects' neighbours */
     uint8_t detached;           /* SLAB: taken from an idle owner's cur by a sweep; the

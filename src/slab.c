@@ -3,6 +3,11 @@
  */
 #include "slab.h"
 
+/* Object indices and counts fit the remote list's fields: a slab has at
+   most 512 pages (td_sizeclass_init) of objects of at least 16 bytes. */
+_Static_assert(((size_t)512 << TD_PAGE_SHIFT) / 16 < TD_RL_MASK, "remote-list fields");
+_Static_assert(TD_SMALL_MAX <= ((size_t)512 << TD_PAGE_SHIFT), "remote-list fields");
+
 /* Objects moved onto the free list per extend: enough to amortise the slow
    call, few enough that a fresh slab's untouched pages stay untouched. */
 #define EXTEND_BYTES 4096
@@ -20,11 +25,10 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->sizeclass = (uint8_t)c;
     s->state = 0;
     s->heap = h;
-    __atomic_store_n(&s->remote, NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
     s->bump = (char *)s->start;
     s->prev = s->next = s->notify_next = NULL;
-    s->swept_head = NULL;
-    s->swept_count = 0;
+    s->swept_remote = 0;
     s->phead = s->phead_next = NULL;
     /* Only here does a span become h's, and only on h's thread (heap_refill):
        the free fast path's hint check relies on it (heap.h, td_heap_free). */
@@ -66,19 +70,15 @@ bool td_slab_extend(span_t *s)
 
 uint32_t td_slab_collect(span_t *s)
 {
-    void *r = __atomic_exchange_n(&s->remote, NULL, __ATOMIC_ACQ_REL);
-    /* The sweeper's cached count is for a list that is gone: the same head
-       address may come back (an object reused and remote-freed again). */
-    s->swept_head = NULL;
-    if (r == NULL)
+    uint64_t w = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQ_REL);
+    /* The same word may come back (one object reused and freed again):
+       the sweeper must see it as new. */
+    s->swept_remote = 0;
+    if (w == 0)
         return 0;
-    uint32_t n = 1;
-    void *tail = r;
-    while (*(void **)tail != NULL) {
-        tail = *(void **)tail;
-        n++;
-    }
-    *(void **)tail = s->free;
-    s->free = r;
-    return n;
+    void **tail = (void **)td_slab_object(s, td_rl_tail_index(w));
+    TIDE_CHECK(*tail == NULL && "remote list's tail is not its last object");
+    *tail = s->free;
+    s->free = td_slab_object(s, td_rl_head_index(w));
+    return td_rl_count(w);
 }

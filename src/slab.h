@@ -6,7 +6,11 @@
  *  - bump..end: objects never handed out, carved onto `free` in batches so
  *    a fresh slab touches memory only as it is used;
  *  - remote: objects freed by other threads, a lock-free LIFO pushed with
- *    one CAS and taken whole by the owner with one exchange.
+ *    one CAS and taken whole by the owner with one exchange. The list's
+ *    word holds its count and the object indices of its head and tail
+ *    (td_rl_*), so the owner splices it onto `free` and subtracts it from
+ *    `used` without walking it: a walk took a cross-core cache miss per
+ *    object, which larson showed as 14% of its samples.
  * Counting invariant (owner's view): used + |free| + (end-bump)/size
  * + |remote not yet collected| == capacity, with used the low 31 bits.
  *
@@ -34,8 +38,10 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h);
    are left. Owner only. */
 bool td_slab_extend(span_t *s);
 
-/* Takes the remote list onto s->free and returns how many objects it held.
-   Owner only; acquire pairs with the release of td_slab_push_remote. */
+/* Takes the remote list onto s->free and returns how many objects it held,
+   in O(1). Owner only, under its heap's lock (which keeps the sweep from
+   rewriting the list meanwhile); acquire pairs with the release of
+   td_slab_push_remote. */
 uint32_t td_slab_collect(span_t *s);
 
 /* td_slab_index: the index of p in s if p is an object start; for any
@@ -109,18 +115,55 @@ static inline void *td_slab_pop(span_t *s)
     return p;
 }
 
-/* Pushes p onto s's remote list. True if the list was empty, in which case
-   the caller must tell the owning heap (td_heap_notify). */
+/* The remote list's word: bits 0-20 its length (0: empty, the word is
+   then 0), 21-41 the object index of its head, 42-62 that of its tail
+   (the object whose link is NULL). Pushes change head and length and copy
+   the tail; the sweep may move the head past parked objects and unlink
+   some below it (heap.c, slab_park), and rewrites the word to match. */
+#define TD_RL_BITS 21
+#define TD_RL_MASK (((uint64_t)1 << TD_RL_BITS) - 1)
+
+static inline uint64_t td_rl_make(uint64_t head, uint64_t tail, uint64_t n)
+{
+    return n | head << TD_RL_BITS | tail << (2 * TD_RL_BITS);
+}
+
+static inline uint32_t td_rl_count(uint64_t w) { return (uint32_t)(w & TD_RL_MASK); }
+static inline uint64_t td_rl_head_index(uint64_t w) { return (w >> TD_RL_BITS) & TD_RL_MASK; }
+static inline uint64_t td_rl_tail_index(uint64_t w) { return (w >> (2 * TD_RL_BITS)) & TD_RL_MASK; }
+
+/* Object i of s. */
+static inline void *td_slab_object(const span_t *s, uint64_t i)
+{
+    return (char *)s->start + i * td_slab_obj_size(s);
+}
+
+/* The head object of remote word w of s, NULL if the list is empty. */
+static inline void *td_rl_head(const span_t *s, uint64_t w)
+{
+    return w == 0 ? NULL : td_slab_object(s, td_rl_head_index(w));
+}
+
+/* Pushes p, an object of s, onto s's remote list. True if the list was
+   empty, in which case the caller must tell the owning heap
+   (td_heap_notify). */
 static inline bool td_slab_push_remote(span_t *s, void *p)
 {
     td_slab_mark_free(s, p);
-    void *old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+    uint64_t i = td_slab_index(s, p);
+    uint64_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), w;
     do {
-        *(void **)p = old;
+        if (old == 0) {
+            *(void **)p = NULL;
+            w = td_rl_make(i, i, 1);
+        } else {
+            *(void **)p = td_rl_head(s, old);
+            w = td_rl_make(i, td_rl_tail_index(old), td_rl_count(old) + 1);
+        }
         /* Release: p's words are written before p is published. */
-    } while (!__atomic_compare_exchange_n(&s->remote, &old, p, true,
+    } while (!__atomic_compare_exchange_n(&s->remote, &old, w, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-    return old == NULL;
+    return old == 0;
 }
 
 #endif

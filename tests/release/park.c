@@ -642,12 +642,14 @@ static int park_decay(bool remote)
     rel_owner_start();
     rel_on_owner(own_alloc_idle);
     size_t freed = set_bytes(&A, SEL_DEAD);
+    /* Before the frees: with decay_ms:50 the decay may give back much of
+       it while a slow (debug, loaded) free loop is still running. */
+    long before = rel_rss();
     if (remote)
         set_free(&A, SEL_DEAD);
     else
         rel_on_owner(own_free_dead);
     /* From here on no allocator call until the verdict. */
-    long before = rel_rss();
     long target = before - (long)freed * 3 / 4, rss;
     uint64_t t0 = rel_now_ms();
     while ((rss = rel_rss()) > target && rel_now_ms() - t0 < 3000)
