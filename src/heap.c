@@ -60,6 +60,7 @@ void td_global_init(void)
         td_conf_init();
         td_sizeclass_init();
         td_pageheap_init();
+        td_free_key = (uintptr_t)td_os_random();
         __atomic_store_n(&init_done, 1, __ATOMIC_RELEASE);
     }
     td_unlock(&init_lock);
@@ -847,7 +848,7 @@ static void slab_reclaim(heap_t *h, span_t *s)
         if (!bit_set(objs, i))
             continue;
         void *o = (char *)s->start + i * size;
-        td_slab_mark_free(s, o);
+        td_slab_mark_free(o);
         *(void **)o = head;
         head = o;
     }
@@ -1231,7 +1232,7 @@ static void *malloc_class(unsigned c)
 void td_heap_bad_free(void *p, span_t *s, const char *who)
 {
     if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_is_object(s, p) &&
-        td_slab_marked_free(s, p))
+        td_slab_marked_free(p))
         td_fatal("%s: double free of %p", who, p);
     if (s != NULL && s->kind == TD_SPAN_FREE && s->start == (uintptr_t)p)
         td_fatal("%s: double free of %p", who, p);
@@ -1258,7 +1259,7 @@ void td_heap_free_slow(void *p, const char *who)
         }
         /* Owned by another heap (or by a pooled one), or a slab with
            parked pages: a remote free. */
-        if (TIDE_UNLIKELY(td_slab_marked_free(s, p)))
+        if (TIDE_UNLIKELY(td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
         if (TIDE_UNLIKELY(__atomic_load_n(&s->nparked, __ATOMIC_RELAXED) != 0) &&
             page_parked(s, ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT))
@@ -1367,7 +1368,7 @@ void *td_heap_realloc(void *p, size_t n)
         return fail_nomem();
     switch (s->kind) {
     case TD_SPAN_SLAB: {
-        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(s, p)))
+        if (TIDE_UNLIKELY(!td_slab_is_object(s, p) || td_slab_marked_free(p)))
             td_heap_bad_free(p, s, who);
         size_t old = td_slab_obj_size(s);
         /* Stay while it fits and would not fit a class half the size. */

@@ -57,8 +57,8 @@ typedef struct heap_s {
     /* owner: direct[n] == cur[class of n], so that malloc of at most
        TD_LUT_MAX bytes finds its slab without the class table (one load
        less) and without rounding n (two instructions less): an entry per
-       byte, 8 KiB, of which a thread touches the lines of the sizes it
-       uses. td_heap_empty's 1025 entries are relocated by the loader in
+       byte, 8 KiB, all written when the heap is made (heap_init_fresh:
+       every entry must name a span). td_heap_empty's 1025 entries are relocated by the loader in
        every process: no difference in start-up time measured (spawn, ~3 ms
        a run here). Entries holding span minus heap would need no
        relocation, but gcc then spends two instructions more in malloc.
@@ -108,9 +108,9 @@ static inline void *td_heap_malloc(size_t n)
    double-free test. */
 TIDE_INLINE void td_heap_free_local(heap_t *h, span_t *s, void *p, const char *who)
 {
-    if (TIDE_UNLIKELY(td_slab_marked_free(s, p)))
+    if (TIDE_UNLIKELY(td_slab_marked_free(p)))
         td_heap_bad_free(p, s, who);
-    td_slab_mark_free(s, p);
+    td_slab_mark_free(p);
     *(void **)p = s->free;
     /* Release (a plain store): a sweep reading the head sees the link. */
     __atomic_store_n(&s->free, p, __ATOMIC_RELEASE);

@@ -25,6 +25,7 @@
 static size_t os_page = 4096;
 static size_t os_hugepage = 0;
 static unsigned os_ncpu = 1;
+static uint64_t os_random_key;
 static size_t os_reserve_cap = SIZE_MAX;
 
 /* Reads a small decimal file with open/read: no stdio, which allocates. */
@@ -62,12 +63,29 @@ void td_os_init(void)
     cpu_set_t set;
     if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
         os_ncpu = (unsigned)CPU_COUNT(&set);
+
+    /* AT_RANDOM: 16 bytes the kernel gave this process; no syscall needed.
+       Mixed with the clock and an address so that a missing auxv entry
+       still gives a per-process key. */
+    uint64_t k = 0x9e3779b97f4a7c15ull ^ td_os_now_ns() ^ (uint64_t)(uintptr_t)&k;
+    const unsigned char *r = (const unsigned char *)getauxval(AT_RANDOM);
+    if (r != NULL) {
+        uint64_t a, b;
+        memcpy(&a, r, 8);
+        memcpy(&b, r + 8, 8);
+        k ^= a * 0xff51afd7ed558ccdull ^ b;
+    }
+    k ^= k >> 33;
+    k *= 0xc4ceb9fe1a85ec53ull;
+    k ^= k >> 29;
+    os_random_key = k | 1;
 }
 
 size_t td_os_page_size(void) { return os_page; }
 size_t td_os_reserve_cap(void) { return os_reserve_cap; }
 size_t td_os_hugepage_size(void) { return os_hugepage; }
 unsigned td_os_ncpu(void) { return os_ncpu; }
+uint64_t td_os_random(void) { return os_random_key; }
 
 uint64_t td_os_now_ns(void)
 {

@@ -95,6 +95,7 @@ void td_os_wake(int *w, int n);
    May call malloc (glibc allocates thread-local storage vectors): call it
    with no allocator lock held. False if the thread could not be made. */
 bool td_os_thread_start(void *(*fn)(void *), const char *name);
+uint64_t td_os_random(void);       /* from the kernel's AT_RANDOM bytes */
 
 /* Lock: one word, uncontended acquire is one CAS; a contended waiter
    sleeps on a futex. Zero-initialised is unlocked. */

@@ -11,8 +11,9 @@
  * one object, whose unusable tail is at most 1/64 of the slab.
  *
  * Tables are filled by td_sizeclass_init() (called once, before the first
- * heap exists); until then td_sizeclass_lut reads 0, which the malloc fast
- * path maps onto the empty heap's empty slab, so it still takes the slow
+ * heap exists). The malloc fast path does not read them: it reads the
+ * heap's direct[] table, which in the empty heap of a thread without a
+ * heap (before init, too) names only the empty slab, so it takes the slow
  * path that runs init.
  */
 #ifndef TIDE_SIZECLASS_H

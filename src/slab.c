@@ -3,6 +3,8 @@
  */
 #include "slab.h"
 
+uintptr_t td_free_key;
+
 /* Object indices and counts fit the remote list's fields: a slab has at
    most 512 pages (td_sizeclass_init) of objects of at least 16 bytes. */
 _Static_assert(((size_t)512 << TD_PAGE_SHIFT) / 16 < TD_RL_MASK, "remote-list fields");

@@ -15,20 +15,24 @@
  * + |remote not yet collected| == capacity, with used the low 31 bits.
  *
  * A free object keeps the next pointer in its first word and, in its second,
- * the address of its slab's descriptor (the mark): a free that finds it
- * there is a double free. malloc zeroes the second word, so a live object
- * carries the mark only if the program stored that address, which it never
- * learns from the allocator (descriptors live in the allocator's own
- * mappings); copying a freed object's words into a live one of the same
- * slab, itself a use after free, would. The free path already holds the
- * descriptor in a register, so the test is one compare with memory, where
- * a key xor address took a load and a xor more (bench/fastpath.golden).
+ * td_free_key ^ address (the mark): a free that finds that value is a
+ * double free (false alarm odds 2^-64 for data that is not adversarial).
+ * malloc zeroes the second word, so a live object never carries the mark.
+ * The mark must depend on the address: bytes the allocator left in memory
+ * reach live objects (realloc copies a block's unwritten bytes), and a
+ * mark that a copy could carry to another object would report a correct
+ * free; and it must not depend on the slab's descriptor, so that a double
+ * free still shows after the slab's pages became a new slab under another
+ * descriptor. A review found both with the descriptor's address as the mark
+ * (tests api/realloc and api/death), which saved two instructions.
  */
 #ifndef TIDE_SLAB_H
 #define TIDE_SLAB_H
 
 #include "pagemap.h"
 #include "sizeclass.h"
+
+extern uintptr_t td_free_key;
 
 /* Makes s (SLAB from the page heap, pagemap ends set) a slab of class c
    owned by h: maps every page, resets the lists. */
@@ -73,15 +77,15 @@ static inline size_t td_slab_obj_size(const span_t *s)
     return td_class_size[s->sizeclass];
 }
 
-/* Marks p, an object of s, as free (see the top of this file). */
-static inline void td_slab_mark_free(const span_t *s, void *p)
+/* Marks p, an object, as free (see the top of this file). */
+static inline void td_slab_mark_free(void *p)
 {
-    ((uintptr_t *)p)[1] = (uintptr_t)s;
+    ((uintptr_t *)p)[1] = td_free_key ^ (uintptr_t)p;
 }
 
-static inline bool td_slab_marked_free(const span_t *s, const void *p)
+static inline bool td_slab_marked_free(const void *p)
 {
-    return ((const uintptr_t *)p)[1] == (uintptr_t)s;
+    return ((const uintptr_t *)p)[1] == (td_free_key ^ (uintptr_t)p);
 }
 
 /* --s->used; true if the result is <= 0: the slab became empty, or it is
@@ -149,7 +153,7 @@ static inline void *td_rl_head(const span_t *s, uint64_t w)
    (td_heap_notify). */
 static inline bool td_slab_push_remote(span_t *s, void *p)
 {
-    td_slab_mark_free(s, p);
+    td_slab_mark_free(p);
     uint64_t i = td_slab_index(s, p);
     uint64_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), w;
     do {

@@ -150,6 +150,40 @@ static void t_double_free_huge(void)
     free(p);
 }
 
+/* A double free after the object's slab went back to the page heap and its
+   pages became a new slab of the same class, likely under another
+   descriptor: the object was never handed out again, so its free is a bad
+   free and must be reported (as a double free while the mark, which
+   depends on the address and not on the descriptor, is still there). A
+   review found a descriptor-address mark missing it. 16-byte objects,
+   4096 to a slab. */
+#define RS_PER 4096
+static void *rs_objs[10 * RS_PER], *rs_live[2 * RS_PER];
+
+static void t_double_free_recycled_slab(void)
+{
+    if (!th_is_tide())
+        th_skip("death tests need tidemalloc, allocator is %s", th_allocator());
+    for (size_t i = 0; i < 10 * RS_PER; i++)
+        CHECK((rs_objs[i] = malloc(16)) != NULL);
+    for (size_t i = 0; i < 10 * RS_PER; i++)
+        free(rs_objs[i]);
+    for (size_t i = 0; i < 2 * RS_PER; i++)   /* the current and the spare slab */
+        CHECK((rs_live[i] = malloc(16)) != NULL);
+    void *first = malloc(16);                 /* a new slab */
+    void *victim = rs_objs[RS_PER + 300];
+    bool handed = victim == first;
+    for (size_t i = 0; i < 2 * RS_PER && !handed; i++)
+        handed = rs_live[i] == victim;
+    if (!handed)
+        expect_death(do_free, victim, "free", victim);
+    free(first);
+    for (size_t i = 0; i < 2 * RS_PER; i++)
+        free(rs_live[i]);
+    if (handed)
+        th_skip("the layout changed: %p was handed out again", victim);
+}
+
 static void t_realloc_invalid(void)
 {
     expect_death(do_realloc, static_buf + 64, "realloc", static_buf + 64);
@@ -184,6 +218,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_double_free_small),
     TH_TEST(t_double_free_large),
     TH_TEST(t_double_free_huge),
+    TH_TEST(t_double_free_recycled_slab),
     TH_TEST(t_realloc_invalid),
     TH_TEST(t_free_foreign_mapping),
     TH_TEST(t_usable_size_invalid),

@@ -20,6 +20,50 @@ static const size_t ladder[] = {1,        7,        16,       24,      100,
                                 100 * MIB};
 #define NLADDER (sizeof ladder / sizeof *ladder)
 
+/* realloc of a LARGE block, of which the program wrote only the first
+   word, down to a small class copies the block's unwritten bytes into the
+   new object. They may hold what the allocator left there when the pages
+   were a slab, a free object's double-free mark included: a mark that
+   does not depend on the object's address (a review found one that was
+   the slab descriptor's) then makes the correct free below report a
+   double free. Each k shifts which descriptor the new slab gets; each run
+   is a fresh child. */
+#define LS_NOBJ (10 * 4096)
+static void *ls_objs[LS_NOBJ];
+static void *volatile ls_sink[16];
+
+static void large_to_small(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    for (int i = 0; i < LS_NOBJ; i++)
+        ls_objs[i] = malloc(16);
+    for (int i = 0; i < LS_NOBJ; i++)
+        free(ls_objs[i]);
+    uintptr_t *big = malloc(300000);
+    big[0] = 42;
+    static const size_t cls[] = {32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208};
+    for (int j = 0; j < k; j++)
+        ls_sink[j] = malloc(cls[j]);   /* a new slab each */
+    for (int i = 0; i < 2 * 4096; i++)
+        ls_objs[i] = malloc(16);       /* fill the current and the spare slab */
+    uintptr_t *q = realloc(big, 16);
+    if (q == NULL || q[0] != 42)
+        _exit(3);
+    free(q);
+}
+
+static void t_realloc_large_to_small_then_free(void)
+{
+    for (int k = 0; k <= 12; k++) {
+        char out[2048];
+        int st = th_run_in_child(large_to_small, (void *)(intptr_t)k, "", out, sizeof out);
+        CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+               "k=%d: a correct realloc+free failed (%s %d): \"%.300s\"", k,
+               WIFSIGNALED(st) ? "signal" : "exit status",
+               WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st), out);
+    }
+}
+
 static size_t min_sz(size_t a, size_t b)
 {
     return a < b ? a : b;
@@ -251,6 +295,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_realloc_enomem_keeps_block),
     TH_TEST(t_reallocarray),
     TH_TEST(t_random_chains),
+    TH_TEST(t_realloc_large_to_small_then_free),
     TH_END,
 };
 

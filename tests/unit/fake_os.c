@@ -82,6 +82,7 @@ unsigned td_os_ncpu(void) { return 1; }
 uint64_t td_os_now_ns(void) { return 0; }
 uint32_t fake_os_ms;   /* the clock tests set */
 uint32_t td_os_now_ms(void) { return fake_os_ms; }
+uint64_t td_os_random(void) { return 0x5eed; }
 void td_lock_slow(td_lock_t *l) { while (__atomic_exchange_n(&l->state, 1, __ATOMIC_ACQUIRE)) {} }
 void td_unlock_slow(td_lock_t *l) { (void)l; }
 void td_os_write(int fd, const char *s, size_t n) { (void)!write(fd, s, n); }
