@@ -1047,11 +1047,12 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             if (!park) {
                 /* Not idle long enough yet: stay awake to look again if
                    there is anything new for parking. */
-                if (s->park_memo != park_memo(s->free, s->remote))
+                if (s->park_memo !=
+                    park_memo(s->free, __atomic_load_n(&s->remote, __ATOMIC_RELAXED)))
                     pending = true;
                 continue;
             }
-            if (s->park_memo == park_memo(s->free, s->remote))
+            if (s->park_memo == park_memo(s->free, __atomic_load_n(&s->remote, __ATOMIC_RELAXED)))
                 continue;   /* looked at already, nothing new */
             if (yielding()) {
                 park = false;

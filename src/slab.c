@@ -80,6 +80,16 @@ uint32_t td_slab_collect(span_t *s)
         return 0;
     void **tail = (void **)td_slab_object(s, td_rl_tail_index(w));
     TIDE_CHECK(*tail == NULL && "remote list's tail is not its last object");
+#if TIDE_DEBUG >= 2
+    {   /* A stale tail on a parked (zeroed) page would pass the test above. */
+        uint32_t n = 1;
+        void *p = td_slab_object(s, td_rl_head_index(w));
+        for (; *(void **)p != NULL; p = *(void **)p)
+            TIDE_ASSERT_SLOW(++n <= s->nobjs && "remote list longer than its slab");
+        TIDE_ASSERT_SLOW(p == (void *)tail && "remote list's tail index is stale");
+        TIDE_ASSERT_SLOW(n == td_rl_count(w) && "remote list's count is not its length");
+    }
+#endif
     *tail = s->free;
     s->free = td_slab_object(s, td_rl_head_index(w));
     return td_rl_count(w);
