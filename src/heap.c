@@ -68,25 +68,48 @@ void td_global_init(void)
 
 /* ---- slab lists (owner only) --------------------------------------- */
 
+/* The partial list of a class is a queue: a slab that gets objects back
+   joins at the tail, a refill takes the head. A slab joins when it was
+   FULL and its first object comes back, so the newest member holds one
+   free object; the oldest has had the longest to gather frees. Taken last
+   in first out (as before), larson's refills found ~10 objects each: 10%
+   of its mallocs took the heap lock, against 2% taken first in first out
+   (8M operations: 800k locked refills against 130-180k; callgrind of
+   `larson 4 5e5`: 367 against 299 million instructions in all).
+   Links: next towards the tail (NULL at the tail), prev towards the head,
+   and the head's prev is the tail, so pushing at the tail is O(1) with no
+   tail pointer in the heap. */
 static void partial_push(heap_t *h, span_t *s)
 {
     unsigned c = s->sizeclass;
+    span_t *head = h->partial[c];
     s->state = TD_SLAB_PARTIAL;
-    s->prev = NULL;
-    s->next = h->partial[c];
-    if (s->next)
-        s->next->prev = s;
-    h->partial[c] = s;
+    s->next = NULL;
+    if (head == NULL) {
+        s->prev = s;
+        h->partial[c] = s;
+    } else {
+        span_t *tail = head->prev;
+        tail->next = s;
+        s->prev = tail;
+        head->prev = s;
+    }
 }
 
 static void partial_remove(heap_t *h, span_t *s)
 {
-    if (s->prev)
-        s->prev->next = s->next;
-    else
+    span_t *head = h->partial[s->sizeclass];
+    if (s == head) {
         h->partial[s->sizeclass] = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
+        if (s->next)
+            s->next->prev = s->prev;   /* the tail */
+    } else {
+        s->prev->next = s->next;
+        if (s->next)
+            s->next->prev = s->prev;
+        else
+            head->prev = s->prev;      /* s was the tail */
+    }
     s->prev = s->next = NULL;
 }
 
@@ -1452,10 +1475,14 @@ void td_heap_validate(void)
             TIDE_CHECK(s->state == TD_SLAB_CUR && s->sizeclass == c && s->heap == h);
             TIDE_CHECK(!(s->used & TD_SLAB_FULL_BIT));
         }
-        for (span_t *p = h->partial[c]; p; p = p->next) {
+        span_t *last = NULL;
+        for (span_t *p = h->partial[c]; p; last = p, p = p->next) {
+            TIDE_CHECK(p->prev != NULL && (last == NULL || p->prev == last) && "partial links");
             TIDE_CHECK(p->state == TD_SLAB_PARTIAL && p->sizeclass == c && p->heap == h);
             TIDE_CHECK(p->used > 0 && !(p->used & TD_SLAB_FULL_BIT) && "partial slab empty or full");
         }
+        if (last != NULL)
+            TIDE_CHECK(h->partial[c]->prev == last && "partial head's prev is not the tail");
         if (h->spare[c])
             TIDE_CHECK(h->spare[c]->used == 0 && h->spare[c]->state == TD_SLAB_SPARE);
     }

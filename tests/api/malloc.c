@@ -276,6 +276,96 @@ static void t_reuse(void)
            "RSS grew from %ld to %ld KiB over a malloc/free loop", before, after);
 }
 
+/* A slab that gets objects back after being full queues behind the ones
+   that did so before it: the oldest, having had the longest to gather
+   frees, is taken first when the current slab runs dry (heap.c,
+   partial_push). Three full slabs get one object back each, oldest first;
+   the mallocs that follow must hand those three back in the same order. */
+static void t_partial_queue_order(void)
+{
+    if (!th_is_tide())
+        th_skip("the order of reuse is tidemalloc's policy");
+    enum { N = 2048 };
+    static void *p[N];
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(th_opaque(250));
+        CHECK(p[i] != NULL);
+    }
+    /* 16-page slabs hold at most 256 of these: 0, 512 and 1024 lie in three
+       different full slabs, none of them current (the last one is). */
+    uintptr_t want[3] = { (uintptr_t)p[0], (uintptr_t)p[512], (uintptr_t)p[1024] };
+    free(p[0]);
+    free(p[512]);
+    free(p[1024]);
+    int seen = 0;
+    enum { M = 4096 };
+    static void *q[M];
+    int nq = 0;
+    while (seen < 3 && nq < M) {
+        void *x = malloc(th_opaque(250));
+        CHECK(x != NULL);
+        q[nq++] = x;
+        for (int k = 0; k < 3; k++)
+            if ((uintptr_t)x == want[k]) {
+                CHECKF(k == seen, "freed object %d of 3 came back as number %d", k + 1, seen + 1);
+                seen++;
+            }
+    }
+    CHECKF(seen == 3, "only %d of 3 freed objects came back in %d mallocs", seen, M);
+    for (int i = 0; i < nq; i++)
+        free(q[i]);
+    for (int i = 1; i < N; i++)
+        if (i != 512 && i != 1024)
+            free(p[i]);
+}
+
+/* Random frees and mallocs of one size over a dozen slabs: slabs join the
+   partial queue and leave it from the head, the middle and the tail (when
+   they empty); tide_check() walks the queue's links in between. */
+static void t_partial_queue_churn(void)
+{
+    typedef int check_fn(void);
+    check_fn *check = (check_fn *)th_optional_fn("tide_check", NULL);
+    enum { N = 3000 };
+    static void *p[N];
+    th_rng_t r = {th_seed(11)};
+    for (int i = 0; i < N; i++) {
+        p[i] = malloc(th_opaque(700));
+        CHECK(p[i] != NULL);
+        th_fill(p[i], 700, (uint64_t)i);
+    }
+    for (int round = 0; round < (int)th_scale(200, 5); round++) {
+        /* free a random stretch (whole slabs empty), then scattered ones */
+        int from = (int)(th_rand(&r) % N), len = (int)(th_rand(&r) % 200);
+        for (int i = from; i < from + len && i < N; i++)
+            if (p[i] != NULL) {
+                CHECK_PATTERN(p[i], 700, (uint64_t)i);
+                free(p[i]);
+                p[i] = NULL;
+            }
+        for (int k = 0; k < 50; k++) {
+            int i = (int)(th_rand(&r) % N);
+            if (p[i] != NULL) {
+                CHECK_PATTERN(p[i], 700, (uint64_t)i);
+                free(p[i]);
+                p[i] = NULL;
+            }
+        }
+        if (check != NULL && round % 8 == 0)
+            check();
+        for (int i = 0; i < N; i++)
+            if (p[i] == NULL && th_rand(&r) % 2 == 0) {
+                p[i] = malloc(th_opaque(700));
+                CHECK(p[i] != NULL);
+                th_fill(p[i], 700, (uint64_t)i);
+            }
+    }
+    if (check != NULL)
+        check();
+    for (int i = 0; i < N; i++)
+        free(p[i]);
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_malloc_zero_unique),
     TH_TEST(t_free_null),
@@ -287,6 +377,8 @@ static const th_test_t tests[] = {
     TH_TEST(t_calloc_large),
     TH_TEST(t_no_overlap),
     TH_TEST(t_reuse),
+    TH_TEST(t_partial_queue_order),
+    TH_TEST(t_partial_queue_churn),
     TH_END,
 };
 
