@@ -332,7 +332,7 @@ static void *heap_refill(heap_t *h, unsigned c)
     while ((s = h->partial[c]) != NULL) {
         partial_remove(h, s);
         slab_reclaim(h, s);   /* pops follow raw links; frees fast again */
-        if (s->free != NULL || s->bump < (char *)s->start + (size_t)s->nobjs * td_slab_obj_size(s))
+        if (s->free != NULL || s->bump < (char *)s->start + s->nobjs * td_slab_obj_size(s))
             break;
         /* Every object out: a pop in flight when a sweep detached this
            slab took its last one (look_at_cur). */
@@ -1479,7 +1479,8 @@ void td_heap_validate(void)
         for (span_t *p = h->partial[c]; p; last = p, p = p->next) {
             TIDE_CHECK(p->prev != NULL && (last == NULL || p->prev == last) && "partial links");
             TIDE_CHECK(p->state == TD_SLAB_PARTIAL && p->sizeclass == c && p->heap == h);
-            TIDE_CHECK(p->used > 0 && !(p->used & TD_SLAB_FULL_BIT) && "partial slab empty or full");
+            TIDE_CHECK(p->used > 0 && !(p->used & TD_SLAB_FULL_BIT)
+                       && "partial slab empty or full");
         }
         if (last != NULL)
             TIDE_CHECK(h->partial[c]->prev == last && "partial head's prev is not the tail");

@@ -206,7 +206,8 @@ static inline bool mergeable(const span_t *a, const span_t *b)
            (a->ndirty == 0) == (b->ndirty == 0);
 }
 
-/* Coalesces the free run s with its mergeable neighbours and bins it. Requires: lock held; s not in the bins; s's old pagemap entries
+/* Coalesces the free run s with its mergeable neighbours and bins it.
+   Requires: lock held; s not in the bins; s's old pagemap entries
    other than its first/last page already cleared. */
 static void free_locked(span_t *s)
 {
