@@ -69,13 +69,17 @@ void td_global_init(void)
 /* ---- slab lists (owner only) --------------------------------------- */
 
 /* The partial list of a class is a queue: a slab that gets objects back
-   joins at the tail, a refill takes the head. A slab joins when it was
-   FULL and its first object comes back, so the newest member holds one
-   free object; the oldest has had the longest to gather frees. Taken last
-   in first out (as before), larson's refills found ~10 objects each: 10%
-   of its mallocs took the heap lock, against 2% taken first in first out
-   (8M operations: 800k locked refills against 130-180k; callgrind of
-   `larson 4 5e5`: 367 against 299 million instructions in all).
+   joins at the tail, a refill takes the head. Most join when they were
+   FULL and their first object came back (locally, or in a collected batch
+   of remote frees), holding few free objects; the oldest has had the
+   longest to gather more. Taken last in first out (as before), larson's
+   refills found ~10 objects each: 10% of its mallocs took the heap lock,
+   against 2% first in first out (8M operations: 800k locked refills
+   against 130-180k; cachegrind of `larson 4 5e5`: 367 against 299
+   million instructions in all). One exception joins at the head: an idle
+   thread's current slab that a sweep detached (look_at_cur), so that the
+   owner gets it back at its next refill of the class rather than after
+   every older partial slab (found in review).
    Links: next towards the tail (NULL at the tail), prev towards the head,
    and the head's prev is the tail, so pushing at the tail is O(1) with no
    tail pointer in the heap. */
@@ -94,6 +98,21 @@ static void partial_push(heap_t *h, span_t *s)
         s->prev = tail;
         head->prev = s;
     }
+}
+
+static void partial_push_head(heap_t *h, span_t *s)
+{
+    unsigned c = s->sizeclass;
+    span_t *head = h->partial[c];
+    s->state = TD_SLAB_PARTIAL;
+    s->next = head;
+    if (head == NULL) {
+        s->prev = s;
+    } else {
+        s->prev = head->prev;   /* the tail */
+        head->prev = s;
+    }
+    h->partial[c] = s;
 }
 
 static void partial_remove(heap_t *h, span_t *s)
@@ -921,9 +940,9 @@ static inline uint32_t cur_memo(const span_t *s)
 /* An idle thread's current slabs (h->lock held, once per pass): one whose
    list and count did not change since the previous pass looked, in a heap
    idle for park_after and while this sweep still parks, is detached: it
-   becomes a partly used slab, which the parking below can unback, and the
-   owner's next malloc of that class takes it back (heap_refill,
-   slab_reclaim). Only slabs with at least two pages' worth of touched
+   becomes a partly used slab at the head of the partial list, which the
+   parking below can unback, and the owner's next malloc of that class
+   takes it back (heap_refill, slab_reclaim). Only slabs with at least two pages' worth of touched
    objects not out are worth it.
    The owner's malloc and free reach a current slab without a lock, so the
    sweep empties the slots and clears fast_heap, then makes every thread
@@ -963,7 +982,7 @@ static bool look_at_cur(heap_t *h, bool idle, bool park)
         __atomic_store_n(&s->fast_heap, NULL, __ATOMIC_RELAXED);
         s->detached = (uint8_t)(1 + h->refills % 255);
         s->park_memo = 0;
-        partial_push(h, s);
+        partial_push_head(h, s);   /* the owner's next refill takes it */
         any = true;
     }
     /* On failure pop_may_be_pending slabs are not parked (slab_park). */

@@ -35,7 +35,10 @@
  *                       live page each): the first tide_release only looks
  *                       at them, the second detaches and parks them; the
  *                       thread wakes, takes them back and fills them again
- *   t_park_cur_forked   the same in a child forked after the parent ran it:
+ *   t_park_cur_first    an idle thread's current slab, detached and parked,
+ *                       comes back at the owner's next malloc of its class,
+ *                       before two older partial slabs of that class
+ *   t_park_cur_forked   the same as t_park_cur in a child forked after the parent ran it:
  *                       the child inherits the heaps and the membarrier
  *                       registration (kernel 6.18 keeps it across fork; the
  *                       re-registration on EPERM in td_os_membarrier is for
@@ -477,6 +480,82 @@ static int sub_park_cur_forked(void)
     return 0;
 }
 
+/* ---- a detached current slab comes back first ------------------------- */
+
+/* The partial list is a queue (src/heap.c, partial_push), but a current
+   slab detached from an idle thread joins it at the head: the owner's next
+   malloc of that class must get that slab back, not the older partial
+   slabs queued before it. Slabs A and B (full) get one object back each,
+   oldest first, then the current slab D, which keeps a few live objects,
+   is detached and parked by two explicit calls. */
+enum { PQ_SIZE = 250, PQ_MAX = 4096 };
+static void *pq_obj[PQ_MAX];
+static uintptr_t pq_freed_d[PQ_MAX];
+static size_t pq_n, pq_nd;
+static uintptr_t pq_got;
+
+static void own_pq_fill(void)
+{
+    void *m = th_launder(malloc(PQ_SIZE));
+    size_t per = 64 * KIB / malloc_usable_size(m);
+    free(m);
+    pq_n = 4 * per - 6;   /* three full slabs, and the current one nearly */
+    CHECK(pq_n <= PQ_MAX);
+    for (size_t i = 0; i < pq_n; i++) {
+        pq_obj[i] = malloc(PQ_SIZE);
+        CHECK(pq_obj[i] != NULL);
+        th_fill(pq_obj[i], PQ_SIZE, i);
+    }
+    for (size_t i = 3 * per + 10; i < pq_n; i++) {   /* most of D */
+        pq_freed_d[pq_nd++] = (uintptr_t)pq_obj[i];
+        free(pq_obj[i]);
+        pq_obj[i] = NULL;
+    }
+    free(pq_obj[5]);   /* A, then B, join the queue */
+    pq_obj[5] = NULL;
+    free(pq_obj[per + 5]);
+    pq_obj[per + 5] = NULL;
+}
+
+static void own_pq_wake(void)
+{
+    void *x = malloc(PQ_SIZE);
+    CHECK(x != NULL);
+    pq_got = (uintptr_t)x;
+    free(x);
+    for (size_t i = 0; i < pq_n; i++)
+        if (pq_obj[i] != NULL) {
+            CHECK_PATTERN(pq_obj[i], PQ_SIZE, i);
+            free(pq_obj[i]);
+        }
+}
+
+static int sub_park_cur_first(void)
+{
+    rel_owner_start();
+    rel_release(SIZE_MAX, 0);
+    rel_release(SIZE_MAX, 0);
+    rel_on_owner(own_pq_fill);
+    /* Detached at the first look or the second: an explicit call may
+       sweep twice (spares and dead slabs, then parking). */
+    size_t r1 = rel_release(SIZE_MAX, 0);
+    size_t r2 = rel_release(SIZE_MAX, 0);
+    printf("the idle thread's current slab: %zu KiB parked, then %zu KiB\n", r1 / KIB,
+           r2 / KIB);
+    CHECKF(r1 + r2 >= 8 * 4 * KIB, "the idle thread's current slab was not parked "
+           "(%zu + %zu KiB)", r1 / KIB, r2 / KIB);
+    rel_on_owner(own_pq_wake);
+    rel_owner_stop();
+    bool from_d = false;
+    for (size_t i = 0; i < pq_nd; i++)
+        from_d |= pq_got == pq_freed_d[i];
+    CHECKF(from_d, "the owner's first malloc after waking returned %#jx, not an object of "
+           "its detached current slab: it queued behind older partial slabs",
+           (uintmax_t)pq_got);
+    rel_check();
+    return 0;
+}
+
 /* ---- parked pages counted once ---------------------------------------- */
 
 static int sub_park_release_count(void)
@@ -838,6 +917,12 @@ static void t_park_cur(void)
     rel_run_sub("sub_park_cur", QUIET, 40);
 }
 
+static void t_park_cur_first(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_cur_first", QUIET, 40);
+}
+
 static void t_park_cur_forked(void)
 {
     rel_need_tide();
@@ -896,6 +981,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_park_release_count),
     TH_TEST(t_park_head),
     TH_TEST(t_park_cur),
+    TH_TEST(t_park_cur_first),
     TH_TEST(t_park_cur_forked),
     TH_TEST(t_park_double_free),
     TH_TEST(t_park_decay_remote),
@@ -910,6 +996,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_park_release_count),
     REL_SUB(sub_park_head),
     REL_SUB(sub_park_cur),
+    REL_SUB(sub_park_cur_first),
     REL_SUB(sub_park_cur_forked),
     REL_SUB(sub_park_double_free),
     REL_SUB(sub_park_decay_remote),
