@@ -280,14 +280,35 @@ static bool grow(size_t npages)
     return true;
 }
 
+static span_t *alloc_run(size_t npages, size_t align_pages, int kind, size_t npages_dirty);
+
 span_t *td_pageheap_alloc(size_t npages, size_t align_pages, int kind)
 {
+    return alloc_run(npages, align_pages, kind, 0);
+}
+
+span_t *td_pageheap_alloc_slab(size_t npages, size_t npages_dirty)
+{
+    return alloc_run(npages, 1, TD_SPAN_SLAB, npages_dirty < npages ? npages_dirty : 0);
+}
+
+/* npages_dirty (0: none): the length to take instead if a dirty run of
+   that many pages is binned (align_pages must then be 1). */
+static span_t *alloc_run(size_t npages, size_t align_pages, int kind, size_t npages_dirty)
+{
     TIDE_ASSERT(npages > 0 && td_is_pow2(align_pages));
+    TIDE_ASSERT(npages_dirty == 0 || align_pages == 1);
     size_t need = npages + align_pages - 1;
     if (need < npages || need > ((size_t)1 << (TD_VA_BITS - TD_PAGE_SHIFT)))
         return NULL;
     td_lock(&ph.lock);
-    span_t *s = bin_find(need);
+    span_t *s = NULL;
+    unsigned fl, sl;
+    if (npages_dirty != 0 && mapping_search(npages_dirty, &fl, &sl)
+        && (s = bin_find_in(1, fl, sl, npages_dirty)) != NULL)
+        npages = need = npages_dirty;
+    if (s == NULL)
+        s = bin_find(need);
     while (s == NULL) {
         td_unlock(&ph.lock);
         if (!grow(need))

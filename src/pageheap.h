@@ -39,14 +39,21 @@ void td_pageheap_init(void);
    last page. s->ndirty == 0 iff all of it reads as zero. NULL: no memory. */
 span_t *td_pageheap_alloc(size_t npages, size_t align_pages, int kind);
 
+/* A SLAB run of npages_dirty pages (<= npages) if a dirty run of at least
+   that many is binned, else one of npages taken as td_pageheap_alloc
+   takes it (a clean run, since no dirty one fits). s->ndirty says which
+   kind of run it came from, and keeps saying so while the slab lives. */
+span_t *td_pageheap_alloc_slab(size_t npages, size_t npages_dirty);
+
 /* Returns s's pages. Requires: s from td_pageheap_alloc, no live object in
    it. unbacked: the caller has already unbacked every page; else the run
    is dirty and stamp (td_os_now_ms() time) says when its memory was last
    used, which the decay measures its age from. */
 void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp);
 
-/* The same for a SLAB s some of whose pages are already unbacked (bit p
-   of parked: page p, for the first 64 * 3 pages): those become clean runs,
+/* The same for a SLAB s some of whose pages read as zero (bit p of
+   parked: page p, for the first 64 * 3 pages): unbacked by parking, or
+   never touched since a clean run was handed out. Those become clean runs,
    the others dirty ones stamped stamp. */
 void td_pageheap_free_parked(span_t *s, const uint64_t *parked, uint32_t stamp);
 

@@ -86,7 +86,9 @@ typedef struct span_s {
             void *phead_next;     /* the link phead's own first word would hold */
         };
     };
-    size_t ndirty;              /* FREE: npages if dirty (may be resident), 0 if clean */
+    size_t ndirty;              /* FREE: npages if dirty (may be resident), 0 if clean;
+                                   SLAB, LARGE: as the run was when handed out (so 0:
+                                   a slab's pages past its bump were never touched) */
     uint32_t chunk;             /* FREE/SLAB/LARGE: chunk id; runs never merge across */
     uint32_t stamp;             /* td_os_now_ms() when it last held data: FREE dirty
                                    runs (page heap), SPARE slabs (heap) */

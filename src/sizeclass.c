@@ -8,6 +8,7 @@ uint32_t td_class_size[TD_NCLASSES];
 uint64_t td_class_inv[TD_NCLASSES];
 uint8_t td_class_shift[TD_NCLASSES];
 uint16_t td_class_npages[TD_NCLASSES];
+uint16_t td_class_npages_dirty[TD_NCLASSES];
 
 static size_t class_bytes(unsigned c)
 {
@@ -36,6 +37,13 @@ void td_sizeclass_init(void)
         while (np < 512 && ((np << TD_PAGE_SHIFT) % sz) * 64 > (np << TD_PAGE_SHIFT))
             np++;
         td_class_npages[c] = (uint16_t)np;
+        size_t nd = np;
+        if (sz <= TD_LUT_MAX) {
+            nd = TD_SLAB_DIRTY_PAGES;
+            while (nd < np && ((nd << TD_PAGE_SHIFT) % sz) * 64 > (nd << TD_PAGE_SHIFT))
+                nd++;
+        }
+        td_class_npages_dirty[c] = (uint16_t)nd;
     }
     for (size_t i = 0; i <= TD_LUT_MAX / 16; i++)
         td_sizeclass_lut[i] = (uint8_t)td_sizeclass_compute(i * 16);
@@ -64,6 +72,9 @@ void td_sizeclass_validate(void)
                        "classes more than 12.5% apart");
         size_t slab = (size_t)td_class_npages[c] << TD_PAGE_SHIFT;
         TIDE_CHECK(slab >= sz && (slab % sz) * 64 <= slab && "slab tail over 1/64");
+        size_t dslab = (size_t)td_class_npages_dirty[c] << TD_PAGE_SHIFT;
+        TIDE_CHECK(dslab >= sz && dslab <= slab && (dslab % sz) * 64 <= dslab &&
+                   "dirty-run slab length");
     }
     TIDE_CHECK(td_class_size[TD_NCLASSES - 1] == TD_SMALL_MAX);
 }

@@ -25,6 +25,7 @@
 #define TD_SMALL_MAX      ((size_t)256 << 10)  /* largest slab class; tunable with TD_NCLASSES */
 #define TD_LUT_MAX        1024                 /* sizes served by the lookup table */
 #define TD_SLAB_MIN_PAGES 16                   /* 64 KiB: amortises the page-heap lock */
+#define TD_SLAB_DIRTY_PAGES 4                  /* classes up to TD_LUT_MAX, from dirty runs */
 
 _Static_assert(TD_NCLASSES == 8 + 8 * 11, "8 classes to 128, 8 per doubling to 256 KiB");
 _Static_assert(TD_SMALL_MAX == ((size_t)128 << 11), "last class is 128 << 11");
@@ -35,6 +36,15 @@ extern uint32_t td_class_size[TD_NCLASSES];
 extern uint64_t td_class_inv[TD_NCLASSES];
 extern uint8_t td_class_shift[TD_NCLASSES];
 extern uint16_t td_class_npages[TD_NCLASSES];
+/* Slab length when the page heap has a dirty run (resident memory) to
+   carve it from: TD_SLAB_DIRTY_PAGES for classes up to TD_LUT_MAX (grown
+   to keep the 1/64 tail rule), td_class_npages for the others. A slab
+   touches only the pages it carves, and small classes often carve few:
+   a 64 KiB slab cut from resident memory kept its uncarved pages resident
+   and out of everyone else's reach (the threads workload: 3-5 MiB of
+   such pages at its peak). From clean memory uncarved pages cost nothing,
+   so those slabs keep the long length and its fewer refills. */
+extern uint16_t td_class_npages_dirty[TD_NCLASSES];
 
 void td_sizeclass_init(void);
 
