@@ -87,8 +87,9 @@ typedef struct span_s {
         };
     };
     size_t ndirty;              /* FREE: npages if dirty (may be resident), 0 if clean;
-                                   SLAB, LARGE: as the run was when handed out (so 0:
-                                   a slab's pages past its bump were never touched) */
+                                   SLAB: as the run was when handed out (so 0: the
+                                   slab's pages past its bump were never touched);
+                                   LARGE: not kept up to date (resize), unused */
     uint32_t chunk;             /* FREE/SLAB/LARGE: chunk id; runs never merge across */
     uint32_t stamp;             /* td_os_now_ms() when it last held data: FREE dirty
                                    runs (page heap), SPARE slabs (heap) */

@@ -156,6 +156,99 @@ int main(int argc, char **argv)
         td_pageheap_validate();
     }
 
+    /* Slab runs: short from a dirty run that fits, long from a clean one;
+       a clean slab's untouched tail goes back clean (free_parked with a
+       bitmap of never-touched pages, as heap.c's slab_release_at does). */
+    {
+        td_pageheap_release(SIZE_MAX, 0, 0);   /* no dirty run left */
+        span_t *s = td_pageheap_alloc_slab(16, 4);
+        CHECK_MSG(s != NULL && s->npages == 16 && s->ndirty == 0,
+                  "no dirty run: a long slab from clean memory");
+        uintptr_t at = s->start;
+        memset((void *)at, 0xab, (size_t)4 << 12);   /* carved: 4 pages */
+        uint64_t clean[3] = { 0xfff0, 0, 0 };        /* pages 4..15 untouched */
+        td_pageheap_free_parked(s, clean, 0);
+        td_pageheap_validate();
+        td_pageheap_stats_t ps;
+        td_pageheap_stats(&ps);
+        CHECK_MSG(ps.free_dirty == (size_t)4 << 12, "dirty after a clean slab's release: %zu",
+                  ps.free_dirty);
+        span_t *t2 = td_pageheap_alloc_slab(16, 4);
+        CHECK_MSG(t2 != NULL && t2->start == at && t2->npages == 4 && t2->ndirty != 0,
+                  "a short slab did not take the 4 dirty pages");
+        span_t *t3 = td_pageheap_alloc_slab(16, 4);
+        CHECK_MSG(t3 != NULL && t3->npages == 16 && t3->ndirty == 0,
+                  "the next slab did not get a long clean run");
+        const unsigned char *b = (const unsigned char *)t3->start;
+        int nonzero = 0;
+        for (size_t j = 0; j < ((size_t)16 << 12); j += 256)
+            nonzero += b[j] != 0;
+        CHECK_MSG(nonzero == 0, "a clean slab run is not zero");
+        td_pageheap_free(t2, false, 0);
+        td_pageheap_free(t3, false, 0);
+        td_pageheap_validate();
+
+        /* Random: slab runs released with random clean tails and parked
+           pages, among LARGE runs; clean runs read zero, lengths are 4 or
+           16, and everything adds up at the end. */
+        unsigned long long sseed = seed ^ 0x5151;
+        int bad_len = 0, bad_zero2 = 0;
+        static size_t touched[LIVE];
+        for (int i = 0; i < steps; i++) {
+            int k = (int)(test_rand(&sseed) % LIVE);
+            span_t *x = live[k];
+            if (x != NULL && x->kind == TD_SPAN_SLAB) {
+                uint64_t bm[3] = { 0, 0, 0 };
+                for (size_t pg = 0; pg < touched[k]; pg++)
+                    if (test_rand(&sseed) % 5 == 0) {   /* parked */
+                        memset((void *)(x->start + (pg << 12)), 0, 4096);
+                        bm[0] |= (uint64_t)1 << pg;
+                    }
+                if (x->ndirty == 0)
+                    for (size_t pg = touched[k]; pg < x->npages; pg++)
+                        bm[0] |= (uint64_t)1 << pg;
+                td_pageheap_free_parked(x, bm, 0);
+                live[k] = NULL;
+            } else if (x != NULL) {
+                memset((void *)x->start, 0xcd, x->npages << 12);
+                td_pageheap_free(x, false, 0);
+                live[k] = NULL;
+            } else if (test_rand(&sseed) % 3) {
+                x = td_pageheap_alloc_slab(16, 4);
+                CHECK(x != NULL);
+                if (x == NULL)
+                    continue;
+                bad_len += x->npages != (x->ndirty ? 4u : 16u);
+                if (x->ndirty == 0) {
+                    b = (const unsigned char *)x->start;
+                    for (size_t j = 0; j < (x->npages << 12); j += 256)
+                        if (b[j]) { bad_zero2++; break; }
+                }
+                touched[k] = 1 + test_rand(&sseed) % x->npages;
+                memset((void *)x->start, 0xab, touched[k] << 12);
+                live[k] = x;
+            } else {
+                x = td_pageheap_alloc(1 + test_rand(&sseed) % 100, 1, TD_SPAN_LARGE);
+                CHECK(x != NULL);
+                live[k] = x;
+            }
+            if (i % 64 == 0)
+                td_pageheap_validate();
+            if (i % 4096 == 0)
+                td_pageheap_release(SIZE_MAX, 0, 0);
+        }
+        CHECK_MSG(bad_len == 0, "%d slab runs of the wrong length for their state", bad_len);
+        CHECK_MSG(bad_zero2 == 0, "%d clean slab runs not zero", bad_zero2);
+        for (int k = 0; k < LIVE; k++)
+            if (live[k] != NULL) {
+                td_pageheap_free(live[k], false, 0);
+                live[k] = NULL;
+            }
+        td_pageheap_stats(&ps);
+        CHECK(ps.slab == 0 && ps.large == 0 && ps.free == ps.mapped);
+        td_pageheap_validate();
+    }
+
     /* Out of memory: NULL, and the heap still consistent. */
     fake_os_fail_maps = 1000;
     CHECK(td_pageheap_alloc((size_t)1 << 20, 1, TD_SPAN_LARGE) == NULL);
