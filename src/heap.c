@@ -618,6 +618,52 @@ static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
     return n;
 }
 
+/* True if some page of s could be parked: a page below the bump, not
+   parked, whose every overlapping object carries the free mark. Every
+   object on either list carries it (slab.h), and one that starts on a
+   parked page is never on a list, so a page that the walks below would
+   park always passes; the converse is not needed, as the walks decide.
+   It reads the mark of every carved object in address order, which the
+   hardware prefetches, and so also brings the lines of the free objects
+   into the cache for the walks, which follow the lists' links in the
+   order of the frees: a cache miss per object otherwise, 43% of a
+   malloc_trim(0) of the trim workload (158 -> 127 ms with this scan; as
+   a test that stopped at the first page found, 146 ms). A slab with
+   nothing to park costs the scan only. Reads objects the owner may be
+   writing (relaxed loads); a mark read while its object is popped only
+   makes this say no, and the next sweep looks again. */
+static bool scan_marks(const span_t *s)
+{
+    size_t size = td_slab_obj_size(s);
+    size_t carved = (size_t)((uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED) - s->start) / size;
+    size_t objs_end = (size_t)s->nobjs * size;
+    bool found = false;
+    for (size_t pg = 0; pg < s->npages; pg++) {
+        size_t lo = pg << TD_PAGE_SHIFT, hi = lo + TD_PAGE;
+        if (lo >= objs_end)
+            break;
+        if (hi > objs_end)
+            hi = objs_end;   /* the slack past the last object, as select_pages */
+        size_t first = lo / size, last = (hi - 1) / size;
+        if (last >= carved)
+            break;   /* this page and the rest hold uncarved objects */
+        if (page_parked(s, pg))
+            continue;
+        bool all = true;
+        for (size_t i = first; i <= last; i++) {
+            uintptr_t o = s->start + i * size;
+            /* An object starting on a parked page is parked: not free,
+               and reading it would fault in a zero page. */
+            if (page_parked(s, (i * size) >> TD_PAGE_SHIFT))
+                all = false;
+            else
+                all &= __atomic_load_n((uintptr_t *)o + 1, __ATOMIC_RELAXED) == (td_free_key ^ o);
+        }
+        found |= all;
+    }
+    return found;
+}
+
 /* Drops from the chain after head (kept) every object that starts in a
    page of newly parked; returns how many, and the chain's last object in
    *last (NULL: none). */
@@ -782,6 +828,8 @@ static size_t slab_park(span_t *s)
             return 0;
         }
     }
+    if (!scan_marks(s))
+        return 0;
     size_t words = (cap + 63) / 64;
     uint64_t bits[PARK_MAX_OBJS / 64], fbits[PARK_MAX_OBJS / 64];
     memset(bits, 0, words * sizeof bits[0]);

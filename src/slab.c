@@ -62,6 +62,7 @@ bool td_slab_extend(span_t *s)
     void *head = s->free;
     for (size_t i = n; i-- > 0;) {
         void *o = p + i * size;
+        td_slab_mark_free(o);
         *(void **)o = head;
         head = o;
     }

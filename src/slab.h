@@ -17,7 +17,10 @@
  * A free object keeps the next pointer in its first word and, in its second,
  * td_free_key ^ address (the mark): a free that finds that value is a
  * double free (false alarm odds 2^-64 for data that is not adversarial).
- * malloc zeroes the second word, so a live object never carries the mark.
+ * malloc zeroes the second word, so a live object never carries the mark;
+ * objects carved onto the free list get it too, so that a free of one
+ * never handed out is reported, and every object on a list has it (the
+ * release layer's parking scans for it: heap.c, scan_marks).
  * The mark must depend on the address: bytes the allocator left in memory
  * reach live objects (realloc copies a block's unwritten bytes), and a
  * mark that a copy could carry to another object would report a correct

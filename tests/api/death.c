@@ -133,6 +133,19 @@ static void t_double_free_small(void)
     free(keep);
 }
 
+/* A free of an object that was never handed out: the next object of p's
+   slab, which the slab carved onto its free list with p (a size no other
+   test here uses, so it is free, not another test's block). It is on the
+   free list, so a push would link it twice. */
+static void t_free_never_allocated(void)
+{
+    char *p = malloc(3500);
+    CHECK(p != NULL);
+    char *q = p + malloc_usable_size(p);
+    expect_death(do_free, q, "free", q);
+    free(p);
+}
+
 static void t_double_free_large(void)
 {
     void *p = malloc(MIB);
@@ -216,6 +229,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_free_interior_small),
     TH_TEST(t_free_interior_large),
     TH_TEST(t_double_free_small),
+    TH_TEST(t_free_never_allocated),
     TH_TEST(t_double_free_large),
     TH_TEST(t_double_free_huge),
     TH_TEST(t_double_free_recycled_slab),
