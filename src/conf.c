@@ -8,7 +8,7 @@
 #include <string.h>
 
 td_conf_t td_conf = { .decay_ms = 500, .background = true, .purge_free = false,
-                     .process_madvise = true };
+                     .process_madvise = true, .thp = TD_THP_AUTO };
 
 static bool token_is(const char *s, size_t n, const char *word)
 {
@@ -75,9 +75,15 @@ static void apply(const char *key, size_t klen, const char *val, size_t vlen, bo
         bool v;
         if (ok && (ok = parse_bool(val, vlen, &v)))
             td_conf.process_madvise = v;
+    } else if (token_is(key, klen, "thp")) {
+        bool v;
+        if (ok && token_is(val, vlen, "auto"))
+            td_conf.thp = TD_THP_AUTO;
+        else if (ok && (ok = parse_bool(val, vlen, &v)))
+            td_conf.thp = v ? TD_THP_ON : TD_THP_OFF;
     } else {
         td_warn("TIDEMALLOC_CONF: unknown key '%s' ignored "
-                "(keys: decay_ms, background, purge, process_madvise)",
+                "(keys: decay_ms, background, purge, process_madvise, thp)",
                 clip(kb, sizeof kb, key, klen));
         return;
     }
@@ -118,6 +124,7 @@ void td_conf_init(void)
     /* getenv only reads environ: no allocation. */
     td_conf_parse(getenv("TIDEMALLOC_CONF"));
     td_os_set_purge_free(td_conf.purge_free);
+    td_os_set_thp(td_conf.thp);
     /* Valgrind (3.19 at least) does not know process_madvise and prints a
        warning on the first call before failing it; its preloaded core
        library gives it away. */

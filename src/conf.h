@@ -17,6 +17,11 @@
  *                 falls back by itself on kernels before 6.13/6.14); false
  *                 makes one madvise call per range, for sandboxes whose
  *                 seccomp filter kills on unknown system calls
+ *     thp         auto (default), true or false: ask for transparent huge
+ *                 pages for blocks with their own mapping (>= 4 MiB);
+ *                 auto does, except on a VM whose balloon reports free
+ *                 memory to the host, where a huge page fault after idle
+ *                 costs several times the base pages' faults
  * An unknown key or a bad value gives one warning line on stderr naming
  * it, and is ignored.
  */
@@ -30,6 +35,7 @@ typedef struct {
     bool background;
     bool purge_free;
     bool process_madvise;
+    int thp;            /* TD_THP_* (os.h) */
 } td_conf_t;
 
 extern td_conf_t td_conf;

@@ -276,10 +276,70 @@ bool td_os_membarrier(void)
     return ok;
 }
 
+/* 0: not decided yet (auto), 1: advise, 2: do not. */
+static int thp_state;
+
+void td_os_set_thp(int mode)
+{
+    __atomic_store_n(&thp_state, mode == TD_THP_ON ? 1 : mode == TD_THP_OFF ? 2 : 0,
+                     __ATOMIC_RELAXED);
+}
+
+/* True if a virtio balloon device offers free page reporting (feature bit
+   5, VIRTIO_BALLOON_F_REPORTING, the sixth character of sysfs' features
+   string): the guest then hands free blocks of 2 MiB (page_reporting_order
+   9) back to the host, and a huge page fault on one makes the host fault
+   its memory in again while the guest zeroes it. Measured on such a VM
+   (bench realloc, 512 MiB faulted): 1.1-1.2 s after a few seconds idle
+   against 0.18 s right after another run, and 0.44 s every time with base
+   pages. open, getdents64, read and close: nothing allocates. */
+static bool free_page_reporting(void)
+{
+    int dir = open("/sys/bus/virtio/drivers/virtio_balloon", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return false;
+    bool found = false;
+    char buf[1024] __attribute__((aligned(8)));
+    long n;
+    while (!found && (n = syscall(SYS_getdents64, dir, buf, sizeof buf)) > 0) {
+        for (long off = 0; off < n && !found;) {
+            const char *ent = buf + off;
+            unsigned short reclen;
+            memcpy(&reclen, ent + 16, sizeof reclen);   /* d_reclen */
+            const char *name = ent + 19;                 /* d_name */
+            off += reclen;
+            if (strncmp(name, "virtio", 6) != 0)
+                continue;
+            char path[64];
+            size_t k = strlen(name);
+            if (k + sizeof "/features" > sizeof path)
+                continue;
+            memcpy(path, name, k);
+            memcpy(path + k, "/features", sizeof "/features");
+            int fd = openat(dir, path, O_RDONLY | O_CLOEXEC);
+            if (fd < 0)
+                continue;
+            char f[16];
+            ssize_t r = read(fd, f, sizeof f);
+            close(fd);
+            found = r > 5 && f[5] == '1';
+        }
+    }
+    close(dir);
+    return found;
+}
+
 void td_os_advise_huge(void *p, size_t bytes)
 {
     int saved = errno;
-    madvise(p, bytes, MADV_HUGEPAGE);
+    int st = __atomic_load_n(&thp_state, __ATOMIC_RELAXED);
+    if (st == 0) {
+        /* Two threads may both decide: the same answer, stored twice. */
+        st = free_page_reporting() ? 2 : 1;
+        __atomic_store_n(&thp_state, st, __ATOMIC_RELAXED);
+    }
+    if (st == 1)
+        madvise(p, bytes, MADV_HUGEPAGE);
     errno = saved;
 }
 

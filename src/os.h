@@ -50,7 +50,12 @@ int td_os_unback_cap(void);
 void td_os_unback_flush(td_unback_batch_t *b);
 /* false: one madvise per range always (TIDEMALLOC_CONF process_madvise). */
 void td_os_set_unback_batch(bool on);
+/* Asks for transparent huge pages on [p, p + bytes) (MADV_HUGEPAGE), as
+   td_os_set_thp decides: on, off, or auto (the default): on unless the
+   machine is a VM that reports free memory to its host (os.c). */
 void td_os_advise_huge(void *p, size_t bytes);
+enum { TD_THP_AUTO, TD_THP_ON, TD_THP_OFF };
+void td_os_set_thp(int mode);
 
 /* A full memory barrier on every thread of the process that is running
    now (membarrier, private expedited; registered on first use and again

@@ -15,6 +15,10 @@
  *                        false/0/true/1 decides whether the thread appears
  *   t_conf_bad_and_good  bogus:1,background:false: one warning, and the
  *                        valid key still applies (no thread)
+ *   t_conf_thp           thp:true marks an 8 MiB block's mapping for huge
+ *                        pages (VmFlags hg in /proc/self/smaps), thp:false
+ *                        does not, and auto (also by default) does unless a
+ *                        virtio balloon offers free page reporting
  */
 #include "release.h"
 
@@ -38,6 +42,62 @@ static int sub_conf_child(void)
         rel_sleep_ms(300);
         CHECKF(rel_bg_threads() == 0, "a tide-release thread, with background off");
     }
+    printf("conf child done\n");
+    return 0;
+}
+
+/* Whether the mapping holding p has VmFlags "hg" (MADV_HUGEPAGE), from
+   /proc/self/smaps; -1 if p is in none. */
+static int mapping_hg(const void *p)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CHECK(f != NULL);
+    char line[512];
+    int in = 0, hg = -1;
+    uintptr_t a = (uintptr_t)p;
+    while (hg < 0 && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            in = a >= lo && a < hi;
+        else if (in && strncmp(line, "VmFlags:", 8) == 0)
+            hg = strstr(line, " hg") != NULL;
+    }
+    fclose(f);
+    return hg;
+}
+
+/* Whether a virtio balloon here offers free page reporting (feature 5),
+   the case in which thp:auto does without huge pages. */
+static bool balloon_reports(void)
+{
+    bool yes = false;
+    for (int i = 0; i < 64 && !yes; i++) {
+        char path[128], feat[64] = "";
+        snprintf(path, sizeof path, "/sys/bus/virtio/drivers/virtio_balloon/virtio%d/features", i);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        yes = fgets(feat, sizeof feat, f) != NULL && strlen(feat) > 5 && feat[5] == '1';
+        fclose(f);
+    }
+    return yes;
+}
+
+/* The child: REL_EXPECT_HG is 1 or 0, or "auto" (1 unless the balloon
+   reports free pages). */
+static int sub_thp_child(void)
+{
+    const char *e = getenv("REL_EXPECT_HG");
+    CHECK(e != NULL);
+    int want = strcmp(e, "auto") == 0 ? !balloon_reports() : atoi(e);
+    char *p = malloc(8 * MIB);
+    CHECK(p != NULL);
+    memset(p, 1, 8 * MIB);
+    int hg = mapping_hg(p);
+    CHECKF(hg == want, "TIDEMALLOC_CONF=%s: an 8 MiB block's mapping %s VmFlags hg, want %s",
+           getenv("TIDEMALLOC_CONF") ? getenv("TIDEMALLOC_CONF") : "(unset)",
+           hg < 0 ? "was not found, so no" : hg ? "has" : "lacks", want ? "it" : "none");
+    free(p);
     printf("conf child done\n");
     return 0;
 }
@@ -136,7 +196,7 @@ static void t_conf_each_bad(void)
         {"decay_ms:12abc", "decay_ms"},     {"purge:madvise", "purge"},
         {"background:yes please", "background"}, {"background", "background"},
         {"nosuchkey:0", "nosuchkey"},       {"decay_ms:100,colour:red", "colour"},
-        {"process_madvise:maybe", "process_madvise"},
+        {"process_madvise:maybe", "process_madvise"}, {"thp:always", "thp"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *keys[] = {cases[i].key, NULL};
@@ -170,16 +230,38 @@ static void t_conf_bad_and_good(void)
     run_conf("bogus:1,background:false", 1, keys, "0");
 }
 
+static void t_conf_thp(void)
+{
+    rel_need_tide();
+    static const struct {
+        const char *conf, *hg;
+    } cases[] = {
+        {"thp:true", "1"}, {"thp:1", "1"}, {"thp:false", "0"},
+        {"thp:auto", "auto"}, {NULL, "auto"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        static rel_run_t r;
+        setenv("REL_EXPECT_HG", cases[i].hg, 1);
+        rel_spawn(&r, "sub_thp_child", cases[i].conf, 30);
+        rel_expect_ok(&r, "sub_thp_child", cases[i].conf);
+        CHECKF(strstr(r.out, "conf child done\n") != NULL && count_lines(r.out, "tidemalloc:") == 0,
+               "TIDEMALLOC_CONF=%s: the child did not end cleanly or warned", cases[i].conf);
+    }
+    unsetenv("REL_EXPECT_HG");
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_conf_three_bad),
     TH_TEST(t_conf_each_bad),
     TH_TEST(t_conf_valid),
     TH_TEST(t_conf_bad_and_good),
+    TH_TEST(t_conf_thp),
     TH_END,
 };
 
 static const rel_sub_t subs[] = {
     REL_SUB(sub_conf_child),
+    REL_SUB(sub_thp_child),
     REL_SUB_END,
 };
 
