@@ -631,10 +631,17 @@ static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
    a test that stopped at the first page found, 146 ms). A slab with
    nothing to park costs the scan only. Reads objects the owner may be
    writing (relaxed loads); a mark read while its object is popped only
-   makes this say no, and the next sweep looks again. */
+   makes this say no (the slab is looked at again once a free changes
+   its lists). It reads live objects too, so only in classes smaller than
+   a page: an object of a page or more may hold a whole page that its
+   program protected (mprotect PROT_NONE on a page-aligned block: a
+   review's reproducer crashed the sweep), and those classes have few
+   objects to walk anyway. */
 static bool scan_marks(const span_t *s)
 {
     size_t size = td_slab_obj_size(s);
+    if (size >= TD_PAGE)
+        return true;   /* no pre-filter: the walks read free objects only */
     size_t carved = (size_t)((uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED) - s->start) / size;
     size_t objs_end = (size_t)s->nobjs * size;
     bool found = false;

@@ -56,6 +56,9 @@ void td_os_set_unback_batch(bool on);
 void td_os_advise_huge(void *p, size_t bytes);
 enum { TD_THP_AUTO, TD_THP_ON, TD_THP_OFF };
 void td_os_set_thp(int mode);
+/* True if an entry virtio* of dir (virtio_balloon's sysfs directory) has
+   a features file whose bit 5 (free page reporting) is set. */
+bool td_os_balloon_reports(const char *dir);
 
 /* A full memory barrier on every thread of the process that is running
    now (membarrier, private expedited; registered on first use and again

@@ -22,6 +22,8 @@
  */
 #include "release.h"
 
+#include <sys/mman.h>
+
 #define PREFIX "tidemalloc: TIDEMALLOC_CONF:"
 
 /* The child: allocates and frees, then checks the background thread against
@@ -233,6 +235,16 @@ static void t_conf_bad_and_good(void)
 static void t_conf_thp(void)
 {
     rel_need_tide();
+    /* The kernel must mark a mapping advised MADV_HUGEPAGE (no THP, or no
+       VmFlags in smaps, and there is nothing to see). */
+    size_t len = 4 * MIB;
+    void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(m != MAP_FAILED);
+    int adv = madvise(m, len, MADV_HUGEPAGE);
+    int hg = mapping_hg(m);
+    munmap(m, len);
+    if (adv != 0 || hg != 1)
+        th_skip("madvise(MADV_HUGEPAGE) leaves no VmFlags hg here (THP off or absent)");
     static const struct {
         const char *conf, *hg;
     } cases[] = {

@@ -49,6 +49,11 @@
  *                       the owner and by another thread) aborts with one
  *                       "free(): double free of <p>" line; so does one of
  *                       an object in a page the sweep had to keep
+ *   t_park_protected    page-aligned blocks of 4096 and 8192 bytes, one of
+ *                       them mprotect'ed PROT_NONE by the program, the rest
+ *                       freed: malloc_trim(0) and tide_release park around
+ *                       it without reading it (a scan of live objects'
+ *                       marks once crashed here); its bytes are intact
  *   t_park_decay_remote decay_ms:50, background thread running: an idle
  *                       thread's burst freed by another thread is parked
  *                       with no call (RSS falls within 3 s), survivors intact
@@ -64,6 +69,7 @@
  */
 #include "release.h"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 
 #define QUIET "background:false,decay_ms:600000"
@@ -753,6 +759,31 @@ static int park_decay(bool remote)
     return 0;
 }
 
+static int sub_park_protected(void)
+{
+    static const size_t sizes[] = { 4096, 8192 };
+    for (size_t k = 0; k < 2; k++) {
+        enum { N = 64 };
+        void *b[N];
+        size_t sz = sizes[k];
+        for (int i = 0; i < N; i++) {
+            CHECK(posix_memalign(&b[i], 4096, sz) == 0);
+            memset(b[i], 0x5a, sz);
+        }
+        CHECK(mprotect(b[1], 4096, PROT_NONE) == 0);
+        for (int i = 2; i < N; i++)
+            free(b[i]);
+        malloc_trim(0);
+        rel_release(SIZE_MAX, 0);
+        CHECK(mprotect(b[1], 4096, PROT_READ | PROT_WRITE) == 0);
+        for (size_t j = 0; j < sz; j++)
+            CHECKF(((unsigned char *)b[1])[j] == 0x5a, "%zu-byte block: byte %zu changed", sz, j);
+        free(b[0]);
+        free(b[1]);
+    }
+    return 0;
+}
+
 static int sub_park_decay_remote(void) { return park_decay(true); }
 static int sub_park_decay_local(void) { return park_decay(false); }
 
@@ -973,8 +1004,15 @@ static void t_park_stress_nobatch(void)
     rel_run_sub("sub_park_stress", DECAY ",process_madvise:false", 40);
 }
 
+static void t_park_protected(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_protected", QUIET, 40);
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_park_explicit),
+    TH_TEST(t_park_protected),
     TH_TEST(t_park_explicit_nobatch),
     TH_TEST(t_park_stress_nobatch),
     TH_TEST(t_park_many_slabs),
@@ -992,6 +1030,7 @@ static const th_test_t tests[] = {
 
 static const rel_sub_t subs[] = {
     REL_SUB(sub_park_explicit),
+    REL_SUB(sub_park_protected),
     REL_SUB(sub_park_many_slabs),
     REL_SUB(sub_park_release_count),
     REL_SUB(sub_park_head),

@@ -8,8 +8,11 @@
 #include "../../src/os.h"
 #include "testhelper.h"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define PG 4096u
@@ -126,9 +129,59 @@ static void t_hole(void)
     munmap(m, N * PG);
 }
 
+/* td_os_balloon_reports on fake sysfs trees: bit 5 of a virtio* entry's
+   features decides, other entries and entries without the file are
+   skipped, and a directory longer than one getdents64 buffer is read to
+   its end. */
+static void put(const char *dir, const char *name, const char *features)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK(mkdir(path, 0700) == 0);
+    if (features == NULL)
+        return;
+    snprintf(path, sizeof path, "%s/%s/features", dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    fprintf(f, "%s\n", features);
+    fclose(f);
+}
+
+static void t_balloon_reports(void)
+{
+    char dir[] = "/tmp/tide-balloon.XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    CHECK_MSG(!td_os_balloon_reports("/nonexistent/virtio_balloon"), "a missing directory reports");
+    CHECK_MSG(!td_os_balloon_reports(dir), "an empty directory reports");
+    put(dir, "virtio0", "0110010000000000");   /* REPORTING is bit 5: set */
+    CHECK_MSG(td_os_balloon_reports(dir), "bit 5 set, not seen");
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/virtio0", dir);
+    CHECK(system(cmd) == 0);
+    put(dir, "virtio1", "0110000000000000");   /* bit 5 clear */
+    put(dir, "bind", NULL);
+    put(dir, "module", "0000010000");          /* not virtio*: ignored */
+    put(dir, "virtio2", NULL);                 /* no features file */
+    put(dir, "virtio3", "01100");              /* too short for bit 5 */
+    CHECK_MSG(!td_os_balloon_reports(dir), "reports without a virtio* entry with bit 5");
+    /* Enough entries to need several getdents64 calls, the one that
+       counts made last. */
+    for (int i = 0; i < 150; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "virtio_padding_entry_%03d", i);
+        put(dir, name, "0000000000");
+    }
+    CHECK_MSG(!td_os_balloon_reports(dir), "reports with 150 entries of bit 5 clear");
+    put(dir, "virtio99", "0000011111");
+    CHECK_MSG(td_os_balloon_reports(dir), "bit 5 in one of 155 entries, not seen");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     td_os_init();
+    t_balloon_reports();
     for (int batch = 1; batch >= 0; batch--) {
         td_os_set_unback_batch(batch != 0);
         printf("os: process_madvise batching %s\n", batch ? "on" : "off");
