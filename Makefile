@@ -44,14 +44,7 @@ $(BUILD)/tidemalloc.o: $(SRCS) $(HDRS) Makefile
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS_ALL) -c src/tidemalloc.c -o $@
 
-# The shared library's free is an ifunc (src/api.c); the static library's
-# cannot be: an executable defining an ifunc free that libc.so calls is
-# refused by the loader.
-$(BUILD)/tidemalloc-shared.o: $(SRCS) $(HDRS) Makefile
-	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS_ALL) -DTIDE_IFUNC_FREE -c src/tidemalloc.c -o $@
-
-$(BUILD)/libtidemalloc.so: $(BUILD)/tidemalloc-shared.o
+$(BUILD)/libtidemalloc.so: $(BUILD)/tidemalloc.o
 	$(CC) -shared -pthread $(LDSAN) -Wl,-soname,libtidemalloc.so -Wl,-z,now -o $@ $< $(LDFLAGS)
 
 $(BUILD)/libtidemalloc.a: $(BUILD)/tidemalloc.o

@@ -9,9 +9,6 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#if defined(__x86_64__)
-#include <cpuid.h>
-#endif
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -28,45 +25,10 @@ EXPORT void *malloc(size_t n)
     return td_heap_malloc(n);
 }
 
-#if defined(TIDE_IFUNC_FREE) && defined(__x86_64__) && defined(__GLIBC__)
-/* free is chosen once, by the loader (an ifunc, so calls still go straight
-   to it): with BMI2, the hint lookup's rotation (td_pagemap_hint) is one
-   rorx that leaves p in its register, an instruction less on every free
-   (callgrind, churn: 49.05 -> 48.06 per malloc+free pair). Both are the
-   same C. Only in the shared library (the Makefile defines
-   TIDE_IFUNC_FREE for it): an executable that links the static library
-   and defines an ifunc free which libc.so calls is refused by the loader
-   ("unsatisfiable circular dependency"), so there free is plain. */
-static void free_generic(void *p)
-{
-    td_heap_free(p, "free()");
-}
-
-__attribute__((target("bmi2"))) static void free_bmi2(void *p)
-{
-    td_heap_free(p, "free()");
-}
-
-/* Runs while the loader relocates, maybe before this object's own
-   relocations: cpuid and the addresses of this file's functions only. */
-__attribute__((used)) static void (*free_resolve(void))(void *)
-{
-    unsigned a, b, c, d;
-    if (__get_cpuid_max(0, NULL) >= 7) {
-        __cpuid_count(7, 0, a, b, c, d);
-        if (b & (1u << 8))   /* CPUID.(EAX=7,ECX=0):EBX bit 8, BMI2 */
-            return free_bmi2;
-    }
-    return free_generic;
-}
-
-EXPORT void free(void *p) __attribute__((ifunc("free_resolve")));
-#else
 EXPORT void free(void *p)
 {
     td_heap_free(p, "free()");
 }
-#endif
 
 EXPORT void *calloc(size_t n, size_t size)
 {

@@ -152,11 +152,7 @@ static inline span_t *td_pagemap_hint(const void *p)
 {
     /* Acquire: the table's mask and zeroed entries before its pointer. */
     const uintptr_t *t = __atomic_load_n(&td_pagemap_flat, __ATOMIC_ACQUIRE);
-    /* A rotation, not a shift: the mask (< 2^52) clears what it brings
-       round, and with BMI2 it is one rorx, which keeps p in its register
-       (a shift needs a copy first). */
-    uintptr_t a = (uintptr_t)p;
-    uintptr_t i = ((a >> TD_PAGE_SHIFT) | (a << (64 - TD_PAGE_SHIFT))) & t[-1];
+    uintptr_t i = ((uintptr_t)p >> TD_PAGE_SHIFT) & t[-1];
     uintptr_t e = __atomic_load_n(&t[i], __ATOMIC_RELAXED);
     return (span_t *)((uintptr_t)t + e);
 }

@@ -37,13 +37,12 @@ else
         is_api "$name" || [[ $name == tide_* ]] || extra="$extra $name"
     done <"$TH_TMP/dyn.txt"
     for f in $API; do
-        # i: an ifunc (free on x86-64, src/api.c), code chosen at load.
-        grep -qE "[[:space:]][Ti][[:space:]]+$f(@.*)?\$" "$TH_TMP/dyn.txt" || missing="$missing $f"
+        grep -qE "[[:space:]]T[[:space:]]+$f(@.*)?\$" "$TH_TMP/dyn.txt" || missing="$missing $f"
     done
     if [ -n "$extra" ]; then
         th_fail shared_exports "non-API symbols exported:$(echo $extra | cut -c1-160)"
     elif [ -n "$missing" ]; then
-        th_fail shared_exports "API functions not exported as code (T, or i for an ifunc):$missing"
+        th_fail shared_exports "API functions not exported as code (T):$missing"
     else
         th_ok shared_exports
     fi
@@ -64,8 +63,6 @@ else
     done <"$TH_TMP/static.txt"
     missing=""
     for f in $API; do
-        # Not i: an ifunc free in a program's executable is refused by
-        # the loader when libc.so calls free (src/api.c).
         grep -qE "[[:space:]][TW][[:space:]]+$f\$" "$TH_TMP/static.txt" || missing="$missing $f"
     done
     if [ -n "$extra" ]; then
