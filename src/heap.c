@@ -197,7 +197,7 @@ static void slab_release_at(span_t *s, uint32_t stamp)
        request would stay resident, unused, until the decay (review: a
        program of short-lived threads peaked 30-60% higher). */
     size_t nd = td_class_npages_dirty[s->sizeclass];
-    size_t touched = td_align_up((size_t)(s->bump - (char *)s->start), TD_PAGE) >> TD_PAGE_SHIFT;
+    size_t touched = td_align_up((size_t)(td_slab_bump(s) - (char *)s->start), TD_PAGE) >> TD_PAGE_SHIFT;
     size_t dirty = (touched + nd - 1) / nd * nd;   /* nd need not be a power of two */
     if (dirty == 0)
         dirty = nd;
@@ -397,7 +397,7 @@ static void *heap_refill(heap_t *h, unsigned c)
     while ((s = h->partial[c]) != NULL) {
         partial_remove(h, s);
         slab_reclaim(h, s);   /* pops follow raw links; frees fast again */
-        if (s->free != NULL || s->bump < (char *)s->start + s->nobjs * td_slab_obj_size(s))
+        if (s->free != NULL || s->ncarved < s->nobjs)
             break;
         /* Every object out: a pop in flight when a sweep detached this
            slab took its last one (look_at_cur). */
@@ -642,7 +642,7 @@ static bool scan_marks(const span_t *s)
     size_t size = td_slab_obj_size(s);
     if (size >= TD_PAGE)
         return true;   /* no pre-filter: the walks read free objects only */
-    size_t carved = (size_t)((uintptr_t)__atomic_load_n(&s->bump, __ATOMIC_RELAXED) - s->start) / size;
+    size_t carved = __atomic_load_n(&s->ncarved, __ATOMIC_RELAXED);
     size_t objs_end = (size_t)s->nobjs * size;
     bool found = false;
     for (size_t pg = 0; pg < s->npages; pg++) {
@@ -1067,7 +1067,7 @@ static bool look_at_cur(heap_t *h, bool idle, bool park)
             continue;
         int32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
         /* Touched bytes not out: whole pages of them may be parked. */
-        size_t touched = (size_t)((char *)s->bump - (char *)s->start);
+        size_t touched = (size_t)(td_slab_bump(s) - (char *)s->start);
         size_t out = used > 0 ? (size_t)used * td_slab_obj_size(s) : 0;
         if (used <= 0 || touched < out + 2 * TD_PAGE)
             continue;
@@ -1380,6 +1380,8 @@ void td_heap_bad_free(void *p, span_t *s, const char *who)
         td_fatal("%s: double free of %p", who, p);
     if (s != NULL && s->kind == TD_SPAN_FREE && s->start == (uintptr_t)p)
         td_fatal("%s: double free of %p", who, p);
+    if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_index(s, p) < s->nobjs)
+        td_fatal("%s: invalid pointer %p: never allocated", who, p);   /* past the bump */
     if (s != NULL && s->kind != TD_SPAN_FREE)
         td_fatal("%s: invalid pointer %p: not the start of a block", who, p);
     td_fatal("%s: invalid pointer %p: not allocated by tidemalloc (or already freed)", who, p);

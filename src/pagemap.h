@@ -47,11 +47,15 @@ typedef struct span_s {
     uint8_t state;              /* TD_SLAB_* (slab) */
     uint8_t div_shift;          /* slab: object size == odd part << div_shift (>= 4) */
     uint64_t div_inv;           /* slab: inverse mod 2^64 of the object size's odd part */
-    uint64_t nobjs;             /* slab: objects in the slab (end = start + nobjs*size);
-                                   64 bits so that free compares with it in memory */
+    uint64_t ncarved;           /* slab: objects carved so far (the bump is start +
+                                   ncarved*size); free's object test compares with it,
+                                   so a free of one never carved takes the slow path,
+                                   which reports it. 64 bits so that free compares
+                                   with it in memory; written only by the owner
+                                   (td_slab_extend, relaxed atomic) */
     uintptr_t start;            /* address of the first page */
     struct heap_s *heap;        /* slab: owning heap, fixed for the slab's life */
-    char *bump;                 /* slab: first object never handed out */
+    uint64_t nobjs;             /* slab: objects the slab holds (end = start + nobjs*size) */
     struct heap_s *fast_heap;   /* slab: what the free fast path compares with the
                                    caller's heap: heap, or NULL once pages are parked
                                    or the slab is given back; set only by td_slab_init

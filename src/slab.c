@@ -28,7 +28,7 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
     s->state = 0;
     s->heap = h;
     __atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
-    s->bump = (char *)s->start;
+    __atomic_store_n(&s->ncarved, 0, __ATOMIC_RELAXED);
     s->prev = s->next = s->notify_next = NULL;
     s->swept_remote = 0;
     s->phead = s->phead_next = NULL;
@@ -48,7 +48,7 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
 bool td_slab_extend(span_t *s)
 {
     size_t size = td_slab_obj_size(s);
-    char *p = s->bump;
+    char *p = (char *)s->start + s->ncarved * size;
     char *end = (char *)s->start + s->nobjs * size;
     if (p >= end)
         return false;
@@ -67,7 +67,9 @@ bool td_slab_extend(span_t *s)
         head = o;
     }
     s->free = head;
-    s->bump = p + n * size;
+    /* Relaxed atomic: the free fast path of another thread may read it
+       (and discard it: the slab is not its own). */
+    __atomic_store_n(&s->ncarved, s->ncarved + n, __ATOMIC_RELAXED);
     return true;
 }
 

@@ -4,7 +4,8 @@
  * Owns the object lists of a SLAB span:
  *  - free:   objects the owner may hand out; owner-only, no atomics;
  *  - bump..end: objects never handed out, carved onto `free` in batches so
- *    a fresh slab touches memory only as it is used;
+ *    a fresh slab touches memory only as it is used (the bump is start +
+ *    ncarved * size);
  *  - remote: objects freed by other threads, a lock-free LIFO pushed with
  *    one CAS and taken whole by the owner with one exchange. The list's
  *    word holds its count and the object indices of its head and tail
@@ -71,13 +72,20 @@ static inline uint64_t td_slab_index(const span_t *s, const void *p)
 
 static inline bool td_slab_is_object(const span_t *s, const void *p)
 {
-    return td_slab_index(s, p) < s->nobjs;
+    return td_slab_index(s, p) < s->ncarved;
 }
 
 /* Bytes per object of slab s. */
 static inline size_t td_slab_obj_size(const span_t *s)
 {
     return td_class_size[s->sizeclass];
+}
+
+/* The first object never carved (owner's view; other threads read a value
+   at least as large as when they got any of its objects). */
+static inline char *td_slab_bump(const span_t *s)
+{
+    return (char *)s->start + __atomic_load_n(&s->ncarved, __ATOMIC_RELAXED) * td_slab_obj_size(s);
 }
 
 /* Marks p, an object, as free (see the top of this file). */

@@ -146,6 +146,20 @@ static void t_free_never_allocated(void)
     free(p);
 }
 
+/* A free of an object of p's slab that was never carved: the slab carves
+   4 objects of this size at a time, so the one 8 places on is past the
+   bump (a size no other test here uses). It was pushed onto the free list
+   and later handed out twice, until free's object test compared with the
+   carved count. */
+static void t_free_never_carved(void)
+{
+    char *p = malloc(5000);
+    CHECK(p != NULL);
+    char *q = p + 8 * malloc_usable_size(p);
+    expect_death(do_free, q, "free", q);
+    free(p);
+}
+
 static void t_double_free_large(void)
 {
     void *p = malloc(MIB);
@@ -230,6 +244,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_free_interior_large),
     TH_TEST(t_double_free_small),
     TH_TEST(t_free_never_allocated),
+    TH_TEST(t_free_never_carved),
     TH_TEST(t_double_free_large),
     TH_TEST(t_double_free_huge),
     TH_TEST(t_double_free_recycled_slab),
