@@ -1375,7 +1375,10 @@ static void *malloc_class(unsigned c)
 
 void td_heap_bad_free(void *p, span_t *s, const char *who)
 {
-    if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_is_object(s, p) &&
+    /* Against the capacity, not the carved count: after a slab's pages
+       became a new slab of the same class, a double free of an old object
+       past the new bump still finds its mark (the pages stay mapped). */
+    if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_index(s, p) < s->nobjs &&
         td_slab_marked_free(p))
         td_fatal("%s: double free of %p", who, p);
     if (s != NULL && s->kind == TD_SPAN_FREE && s->start == (uintptr_t)p)

@@ -134,7 +134,9 @@ TIDE_INLINE void td_heap_free_local(heap_t *h, span_t *s, void *p, const char *w
      a thread whose heap this was before the pool handed it over under
      pool_lock): so a slab that reads as h's was made before this call,
      with its geometry, and no other thread can make a slab h's meanwhile;
-   - its geometry does not change while it is h's; whatever ends that
+   - its geometry does not change while it is h's, but for the carved
+     count (ncarved), which only h's thread writes, and only raises (so
+     this thread, if it is h's, reads its own latest value); whatever ends that
      (td_pageheap_free, td_pageheap_free_parked, slab_park) stores
      fast_heap NULL before the page heap can merge, split or hand out the
      descriptor again, under its lock;

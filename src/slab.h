@@ -54,7 +54,8 @@ uint32_t td_slab_collect(span_t *s);
 
 /* td_slab_index: the index of p in s if p is an object start; for any
    other p (no precondition) a value >= nobjs, so td_slab_is_object tells
-   whether p is the start of one of s's objects.
+   whether p is the start of one of s's carved objects (index < ncarved:
+   an object past the bump was never handed out).
    Exact division by multiplication (Granlund and Montgomery 1994; Hacker's
    Delight 10-16): with size = odd << shift and inv * odd == 1 mod 2^64,
    q = rotate_right(off * inv, shift) equals off / size when size divides

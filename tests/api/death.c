@@ -23,7 +23,8 @@ typedef void bad_op_fn(void *arg);
 
 /* Runs op(arg) in a child; checks it dies by SIGABRT with exactly one line
    starting "tidemalloc:" on stderr that names call and shows ptr. */
-static void expect_death(bad_op_fn *op, void *arg, const char *call, void *ptr)
+static void expect_death_msg(bad_op_fn *op, void *arg, const char *call, void *ptr,
+                             const char *want)
 {
     if (!th_is_tide())
         th_skip("death tests need tidemalloc, allocator is %s", th_allocator());
@@ -62,10 +63,17 @@ static void expect_death(bad_op_fn *op, void *arg, const char *call, void *ptr)
     char callp[64];
     snprintf(callp, sizeof callp, "%s()", call);
     CHECKF(strstr(msg, callp) != NULL, "message does not name %s: \"%s\"", callp, msg);
+    CHECKF(want == NULL || strstr(msg, want) != NULL, "message does not say \"%s\": \"%s\"",
+           want, msg);
     /* The pointer, not followed by another hex digit (no prefix match). */
     const char *h = strstr(msg, hex);
     CHECKF(h != NULL && !isxdigit((unsigned char)h[strlen(hex)]),
            "message does not show the pointer %s: \"%s\"", hex, msg);
+}
+
+static void expect_death(bad_op_fn *op, void *arg, const char *call, void *ptr)
+{
+    expect_death_msg(op, arg, call, ptr, NULL);
 }
 
 static void do_free(void *p)
@@ -93,7 +101,7 @@ static void do_usable_size(void *p)
 
 static void t_free_static(void)
 {
-    expect_death(do_free, static_buf + 64, "free", static_buf + 64);
+    expect_death_msg(do_free, static_buf + 64, "free", static_buf + 64, "not allocated by tidemalloc");
 }
 
 static void t_free_stack(void)
@@ -110,7 +118,7 @@ static void t_free_interior_small(void)
 {
     char *p = malloc(64);
     CHECK(p != NULL);
-    expect_death(do_free, p + 16, "free", p + 16);
+    expect_death_msg(do_free, p + 16, "free", p + 16, "not the start of a block");
     free(p);
 }
 
@@ -128,7 +136,7 @@ static void t_double_free_small(void)
     void *p = malloc(64);
     void *keep = malloc(64); /* so the slab stays live */
     CHECK(p != NULL && keep != NULL);
-    expect_death(do_double_free, p, "free", p);
+    expect_death_msg(do_double_free, p, "free", p, "double free");
     free(p);
     free(keep);
 }
@@ -142,7 +150,7 @@ static void t_free_never_allocated(void)
     char *p = malloc(3500);
     CHECK(p != NULL);
     char *q = p + malloc_usable_size(p);
-    expect_death(do_free, q, "free", q);
+    expect_death_msg(do_free, q, "free", q, "double free");
     free(p);
 }
 
@@ -156,7 +164,7 @@ static void t_free_never_carved(void)
     char *p = malloc(5000);
     CHECK(p != NULL);
     char *q = p + 8 * malloc_usable_size(p);
-    expect_death(do_free, q, "free", q);
+    expect_death_msg(do_free, q, "free", q, "never allocated");
     free(p);
 }
 
@@ -203,7 +211,7 @@ static void t_double_free_recycled_slab(void)
     for (size_t i = 0; i < 2 * RS_PER && !handed; i++)
         handed = rs_live[i] == victim;
     if (!handed)
-        expect_death(do_free, victim, "free", victim);
+        expect_death_msg(do_free, victim, "free", victim, "double free");
     free(first);
     for (size_t i = 0; i < 2 * RS_PER; i++)
         free(rs_live[i]);
