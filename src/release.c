@@ -7,6 +7,15 @@
  * its write, a full fence, then reads bg_asleep; the background thread
  * stores bg_asleep (sequentially consistent) and then looks for work once
  * more before it sleeps on bg_seq. One of the two sees the other's write.
+ * Where membarrier works, the kicker's fence is only the compiler's
+ * (kick_light): the background thread runs a barrier on every running
+ * thread of the process (td_os_membarrier) between its store and its look,
+ * which orders each kicker's write before its read of bg_asleep as the
+ * fence did. A kick comes with every slab that changes state (a full slab
+ * getting an object back, a slab emptied); the fence was 3.4% of larson's
+ * samples, and 8 paired runs without it gave 3.8% more operations a
+ * second. The barrier costs the background thread a system call each
+ * time it goes to sleep with nothing pending.
  * A kick that finds it asleep bumps bg_seq and wakes it; one that finds no
  * thread at all only raises bg_start_pending, and the next safepoint (a
  * slow path holding no lock) creates the thread, since pthread_create may
@@ -21,6 +30,9 @@ enum { BG_NONE = 0, BG_STARTING = 1, BG_RUNNING = 2 };
 static td_lock_t sweep_lock;          /* rank 0 */
 static int bg_state;                  /* BG_*; __atomic */
 static int bg_asleep = 1;             /* 1: a kick must wake or start it; __atomic */
+static int kick_light;                /* 1: kicks skip the fence, the sleeper runs a
+                                         membarrier (above); set by the background
+                                         thread, cleared for good if one fails */
 static int bg_seq;                    /* futex word the thread sleeps on */
 static int safepoint_work;            /* bit 0: start the thread; bit 1: run an inline pass */
 static uint32_t last_inline_pass;     /* td_os_now_ms() of the last inline pass */
@@ -141,15 +153,36 @@ static bool work_exists(void)
     return td_pageheap_dirty(NULL) != 0 || td_heap_sweep_pending();
 }
 
+/* Called by the background thread after it stored bg_asleep = 1 and
+   before it looks for work: with light kicks, the barrier they rely on.
+   False if that barrier failed (the kernel or a filter refused it): kicks
+   fence from now on, but one under way may have skipped its fence, so
+   the caller must not sleep without a timeout this time. */
+static bool sleep_barrier(void)
+{
+    if (!__atomic_load_n(&kick_light, __ATOMIC_RELAXED))
+        return true;
+    if (td_os_membarrier())
+        return true;
+    __atomic_store_n(&kick_light, 0, __ATOMIC_SEQ_CST);
+    return false;
+}
+
 static void *bg_main(void *arg)
 {
     (void)arg;
+    /* Before the first sleep: from here on every sleep runs the barrier. */
+    if (td_os_membarrier_ready())
+        __atomic_store_n(&kick_light, 1, __ATOMIC_SEQ_CST);
     for (;;) {
         if (td_heap_attached() == 0) {
             /* No thread of the program uses the allocator: do not be the
                thread that keeps the process alive. A later kick restarts. */
             __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
             __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_SEQ_CST);
+            /* A failed barrier: the work check below may miss a kick, and
+               then the next kick starts a thread again. */
+            (void)sleep_barrier();
             if (work_exists())
                 __atomic_or_fetch(&safepoint_work, WORK_START, __ATOMIC_RELAXED);
             return NULL;
@@ -161,8 +194,9 @@ static void *bg_main(void *arg)
         int seq = __atomic_load_n(&bg_seq, __ATOMIC_SEQ_CST);
         if (!pending) {
             __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
+            bool sure = sleep_barrier();
             if (!work_exists()) {
-                td_os_wait(&bg_seq, seq, 0);   /* until a kick */
+                td_os_wait(&bg_seq, seq, sure ? 0 : tick_ns());   /* until a kick */
                 __atomic_store_n(&bg_asleep, 0, __ATOMIC_SEQ_CST);
                 continue;
             }
@@ -211,7 +245,10 @@ static TIDE_NOINLINE void kick_slow(void)
 
 static void release_kick(void)
 {
-    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (TIDE_LIKELY(__atomic_load_n(&kick_light, __ATOMIC_RELAXED)))
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);   /* the sleeper's membarrier orders */
+    else
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
     if (TIDE_UNLIKELY(__atomic_load_n(&bg_asleep, __ATOMIC_RELAXED)))
         kick_slow();
 }

@@ -13,6 +13,16 @@
  *   t_decay_slow_path    background:false: no thread, so nothing is
  *                        released while the program sleeps; allocator slow
  *                        paths (1 MiB malloc/free) then release it
+ *   t_decay_rekick       decay_ms:1, 150 rounds: 1 MiB of 512-byte blocks
+ *                        allocated, touched and freed, then no allocator
+ *                        call until RSS is back within 512 KiB of where it
+ *                        started (2 s allowed a round). The background
+ *                        thread goes to sleep and is kicked again in every
+ *                        round, at varying moments: a kick lost while it
+ *                        announces sleep leaves a round's memory resident.
+ *                        (A lost kick is a race of a few instructions: this
+ *                        catches a protocol that misses kicks often, not
+ *                        every rare one.)
  */
 #include "release.h"
 
@@ -162,6 +172,38 @@ static int sub_slow_path(void)
     return 0;
 }
 
+static int sub_rekick(void)
+{
+    enum { N = 2048, SIZE = 512, ROUNDS = 150 };
+    static void *v[N];
+    free(th_launder(malloc(100))); /* init */
+    long rss0 = rel_rss();
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < N; i++) {
+            v[i] = malloc(SIZE);
+            CHECK(v[i] != NULL);
+            memset(v[i], r, SIZE);
+        }
+        for (int i = 0; i < N; i++)
+            free(v[i]);
+        if (r % 3 == 1)
+            rel_sleep_ms(1);   /* vary where the kicks fall in the thread's cycle */
+        long target = rss0 + 512 * 1024, rss;
+        uint64_t end = rel_now_ms() + 2000;
+        while ((rss = rel_rss()) > target && rel_now_ms() < end)
+            rel_sleep_ms(1);
+        CHECKF(rss <= target, "round %d: RSS %ld KiB 2 s after freeing 1 MiB, want <= %ld KiB "
+               "(a kick lost?)", r, rss / 1024, target / 1024);
+    }
+    return 0;
+}
+
+static void t_decay_rekick(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_rekick", "decay_ms:1", 60);
+}
+
 static void t_decay_main(void)
 {
     rel_need_tide();
@@ -184,6 +226,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_decay_main),
     TH_TEST(t_decay_idle_owner),
     TH_TEST(t_decay_slow_path),
+    TH_TEST(t_decay_rekick),
     TH_END,
 };
 
@@ -191,6 +234,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_main_thread),
     REL_SUB(sub_idle_owner),
     REL_SUB(sub_slow_path),
+    REL_SUB(sub_rekick),
     REL_SUB_END,
 };
 
