@@ -8,7 +8,7 @@
 #include <string.h>
 
 td_conf_t td_conf = { .decay_ms = 500, .background = true, .purge_free = false,
-                     .process_madvise = true, .thp = TD_THP_AUTO };
+                     .process_madvise = true, .thp = TD_THP_AUTO, .membarrier = true };
 
 static bool token_is(const char *s, size_t n, const char *word)
 {
@@ -75,6 +75,10 @@ static void apply(const char *key, size_t klen, const char *val, size_t vlen, bo
         bool v;
         if (ok && (ok = parse_bool(val, vlen, &v)))
             td_conf.process_madvise = v;
+    } else if (token_is(key, klen, "membarrier")) {
+        bool v;
+        if (ok && (ok = parse_bool(val, vlen, &v)))
+            td_conf.membarrier = v;
     } else if (token_is(key, klen, "thp")) {
         bool v;
         if (ok && token_is(val, vlen, "auto"))
@@ -83,7 +87,7 @@ static void apply(const char *key, size_t klen, const char *val, size_t vlen, bo
             td_conf.thp = v ? TD_THP_ON : TD_THP_OFF;
     } else {
         td_warn("TIDEMALLOC_CONF: unknown key '%s' ignored "
-                "(keys: decay_ms, background, purge, process_madvise, thp)",
+                "(keys: decay_ms, background, purge, process_madvise, membarrier, thp)",
                 clip(kb, sizeof kb, key, klen));
         return;
     }
@@ -134,6 +138,6 @@ void td_conf_init(void)
         td_conf.process_madvise = false;
     /* Nor, for all we know, membarrier; without it idle threads' current
        slabs are not detached (heap.c, look_at_cur). */
-    td_os_set_membarrier(!valgrind);
+    td_os_set_membarrier(!valgrind && td_conf.membarrier);
     td_os_set_unback_batch(td_conf.process_madvise);
 }

@@ -17,6 +17,11 @@
  *                 falls back by itself on kernels before 6.13/6.14); false
  *                 makes one madvise call per range, for sandboxes whose
  *                 seccomp filter kills on unknown system calls
+ *     membarrier  true/false: use membarrier(2) (default true): the
+ *                 background thread's sleep handshake and the detaching
+ *                 of idle threads' slabs; false for sandboxes whose
+ *                 seccomp filter kills on it (kicks then fence, and idle
+ *                 threads' current slabs are not parked)
  *     thp         auto (default), true or false: ask for transparent huge
  *                 pages for blocks with their own mapping (>= 4 MiB);
  *                 auto does, except on a VM whose balloon reports free
@@ -36,6 +41,7 @@ typedef struct {
     bool purge_free;
     bool process_madvise;
     int thp;            /* TD_THP_* (os.h) */
+    bool membarrier;
 } td_conf_t;
 
 extern td_conf_t td_conf;

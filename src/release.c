@@ -155,13 +155,25 @@ static bool work_exists(void)
 
 /* Called by the background thread after it stored bg_asleep = 1 and
    before it looks for work: with light kicks, the barrier they rely on.
-   False if that barrier failed (the kernel or a filter refused it): kicks
-   fence from now on, but one under way may have skipped its fence, so
-   the caller must not sleep without a timeout this time. */
+   False if there was none: kicks that skipped their fence may go unseen,
+   so the caller must not sleep without a timeout this time. That is the
+   case when the barrier failed (the kernel or a filter refused it; kicks
+   fence from then on), and when the last one was less than
+   BARRIER_MIN_NS ago: a program whose kicks wake the thread again and
+   again (short decays) gets at most one barrier, an interrupt of each CPU
+   running the process, per BARRIER_MIN_NS, and a kick lost meanwhile
+   waits at most that long. */
+#define BARRIER_MIN_NS 10000000u   /* 10 ms */
+static uint64_t last_barrier_ns;   /* background thread only */
+
 static bool sleep_barrier(void)
 {
     if (!__atomic_load_n(&kick_light, __ATOMIC_RELAXED))
         return true;
+    uint64_t now = td_os_now_ns();
+    if (last_barrier_ns != 0 && now - last_barrier_ns < BARRIER_MIN_NS)
+        return false;
+    last_barrier_ns = now;
     if (td_os_membarrier())
         return true;
     __atomic_store_n(&kick_light, 0, __ATOMIC_SEQ_CST);
@@ -180,10 +192,10 @@ static void *bg_main(void *arg)
                thread that keeps the process alive. A later kick restarts. */
             __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
             __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_SEQ_CST);
-            /* A failed barrier: the work check below may miss a kick, and
-               then the next kick starts a thread again. */
-            (void)sleep_barrier();
-            if (work_exists())
+            /* Without a barrier the work check may miss a kick: then let
+               the next safepoint start a thread, which looks for itself. */
+            bool sure = sleep_barrier();
+            if (!sure || work_exists())
                 __atomic_or_fetch(&safepoint_work, WORK_START, __ATOMIC_RELAXED);
             return NULL;
         }
@@ -196,7 +208,8 @@ static void *bg_main(void *arg)
             __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
             bool sure = sleep_barrier();
             if (!work_exists()) {
-                td_os_wait(&bg_seq, seq, sure ? 0 : tick_ns());   /* until a kick */
+                uint64_t t = tick_ns() > BARRIER_MIN_NS ? tick_ns() : BARRIER_MIN_NS;
+                td_os_wait(&bg_seq, seq, sure ? 0 : t);   /* until a kick */
                 __atomic_store_n(&bg_asleep, 0, __ATOMIC_SEQ_CST);
                 continue;
             }
@@ -218,8 +231,11 @@ static void bg_start(void)
         __atomic_store_n(&bg_state, BG_RUNNING, __ATOMIC_RELEASE);
         return;
     }
-    /* No thread (resource limits): slow paths do the work instead. */
+    /* No thread (resource limits): slow paths do the work instead, and
+       every kick must reach kick_slow to ask for them (a review found
+       bg_asleep left 0 here, after which kicks asked for nothing). */
     td_conf.background = false;
+    __atomic_store_n(&bg_asleep, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&bg_state, BG_NONE, __ATOMIC_RELEASE);
     __atomic_or_fetch(&safepoint_work, WORK_INLINE, __ATOMIC_RELAXED);
 }

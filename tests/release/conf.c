@@ -199,6 +199,7 @@ static void t_conf_each_bad(void)
         {"background:yes please", "background"}, {"background", "background"},
         {"nosuchkey:0", "nosuchkey"},       {"decay_ms:100,colour:red", "colour"},
         {"process_madvise:maybe", "process_madvise"}, {"thp:always", "thp"},
+        {"membarrier:sometimes", "membarrier"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         const char *keys[] = {cases[i].key, NULL};
@@ -219,6 +220,7 @@ static void t_conf_valid(void)
         {"background:0", "0"},
         {"decay_ms:500,purge:free", "1"},
         {"process_madvise:false,background:false", "0"},
+        {"membarrier:false", "1"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
         run_conf(cases[i].conf, 0, NULL, cases[i].bg);
