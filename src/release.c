@@ -14,8 +14,9 @@
  * fence did. A kick comes with every slab that changes state (a full slab
  * getting an object back, a slab emptied); the fence was 3.4% of larson's
  * samples, and 8 paired runs without it gave 3.8% more operations a
- * second. The barrier costs the background thread a system call each
- * time it goes to sleep with nothing pending.
+ * second. The barrier costs the background thread a system call when it
+ * goes to sleep with nothing pending, at most once per 10 ms
+ * (sleep_barrier).
  * A kick that finds it asleep bumps bg_seq and wakes it; one that finds no
  * thread at all only raises bg_start_pending, and the next safepoint (a
  * slow path holding no lock) creates the thread, since pthread_create may
