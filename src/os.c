@@ -28,17 +28,19 @@ static unsigned os_ncpu = 1;
 static uint64_t os_random_key;
 static size_t os_reserve_cap = SIZE_MAX;
 
-/* Reads a small decimal file with open/read: no stdio, which allocates. */
+/* Reads a small decimal file with raw openat/read/close: no stdio, which
+   allocates, and no thread cancellation point (the libc wrappers are, and
+   this runs inside a program's first malloc). */
 static uint64_t read_number(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return 0;
     char buf[32];
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
+    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
     uint64_t v = 0;
-    for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+    for (long i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
         v = v * 10 + (uint64_t)(buf[i] - '0');
     return v;
 }
