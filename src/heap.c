@@ -290,9 +290,17 @@ static void slab_emptied(heap_t *h, span_t *s)
     slab_release(s);
 }
 
-/* A slab that was FULL got objects back: it joins the partial list. */
+/* A slab that was FULL got objects back: it joins the partial list,
+   where its owner finds it, so it need not be armed any more (slab.h,
+   TD_RL_WANT): a notify later would cost more than this CAS. It fails
+   only if a remote free took the arming meanwhile, which is then
+   announced as usual. A pooled heap's collect arms it again. */
 static void slab_unfull(heap_t *h, span_t *s)
 {
+    uint64_t want = TD_RL_WANT;
+    if (__atomic_load_n(&s->remote, __ATOMIC_RELAXED) == want)
+        (void)__atomic_compare_exchange_n(&s->remote, &want, 0, false,
+                                          __ATOMIC_RELAXED, __ATOMIC_RELAXED);
     s->used &= ~TD_SLAB_FULL_BIT;
     partial_push(h, s);
     kick();   /* free objects in a partly used slab: something to park later */
@@ -320,6 +328,48 @@ static void slab_drop(heap_t *h, span_t *s)
     slab_release(s);
 }
 
+/* Arms s (h->lock held, the caller its owner): its next remote free
+   notifies the heap (TD_RL_WANT in slab.h). False if remote frees came in
+   first: the caller collects them and decides again. */
+static bool slab_arm(span_t *s)
+{
+    uint64_t w = 0;
+    if (__atomic_compare_exchange_n(&s->remote, &w, TD_RL_WANT, false,
+                                    __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return true;
+    /* Armed already, or notified: on its way to the notify stack, whose
+       taker collects it. */
+    return w == TD_RL_WANT || (w & TD_RL_NOTIFIED);
+}
+
+/* Moves s's remote frees onto its free list (h->lock held, the caller its
+   owner), unless s is notified: then the notify stack's taker does. */
+static void slab_take_remote(span_t *s)
+{
+    uint32_t n;
+    if (!td_slab_collect_own(s, &n))
+        return;
+    /* Parked remote frees left the list but are still counted in used. */
+    s->used -= (int32_t)(n + s->parked_remote);
+    s->parked_remote = 0;
+}
+
+/* s (h->lock held) has no free object and leaves every list the owner
+   looks at: arms it so that the first remote free brings it back. False
+   if remote frees came in first: they are on s->free now, and s is not
+   full. */
+static bool slab_make_full(span_t *s)
+{
+    while (!slab_arm(s)) {
+        slab_take_remote(s);
+        if (s->free != NULL)
+            return false;
+    }
+    s->state = TD_SLAB_FULL;
+    s->used |= TD_SLAB_FULL_BIT;
+    return true;
+}
+
 /* Takes the notify stack: merges each listed slab's remote frees.
    Requires h->lock. With pooled (h has no thread, the caller holds
    pool_lock), emptied slabs are given back at once instead of kept as
@@ -331,19 +381,28 @@ static void heap_collect(heap_t *h, bool pooled)
     span_t *list = __atomic_exchange_n(&h->notify, NULL, __ATOMIC_ACQUIRE);
     while (list != NULL) {
         span_t *s = list;
-        /* Read the link before collecting: once s->remote is empty another
-           thread may push s onto the notify stack again, rewriting it. */
+        /* Read the link before anything can arm s again (below, or the
+           owner later): the remote free that finds the arming pushes s
+           onto a notify stack, rewriting it. */
         list = s->notify_next;
-        /* Parked remote frees left the list but are still counted in used. */
-        s->used -= (int32_t)(td_slab_collect(s) + s->parked_remote);
-        s->parked_remote = 0;
-        if (s->used & TD_SLAB_FULL_BIT)
-            slab_unfull(h, s);
-        if (s->used == 0) {
-            if (pooled)
-                slab_drop(h, s);
-            else
-                slab_emptied(h, s);
+        for (;;) {
+            /* Off the stack: its list is ours (slab_take_remote would leave
+               a notified one alone). */
+            s->used -= (int32_t)(td_slab_collect(s) + s->parked_remote);
+            s->parked_remote = 0;
+            if (s->used & TD_SLAB_FULL_BIT)
+                slab_unfull(h, s);
+            if (s->used == 0) {
+                if (pooled)
+                    slab_drop(h, s);
+                else
+                    slab_emptied(h, s);
+                break;
+            }
+            /* A pooled heap has no owner to take its slabs: the next remote
+               free into s must tell it again. */
+            if (!pooled || slab_arm(s))
+                break;
         }
     }
 }
@@ -385,24 +444,23 @@ static void *heap_refill(heap_t *h, unsigned c)
     h->refills++;
     heap_collect(h, false);
     s = h->cur[c];
-    if (s->free != NULL) {
+    if (s != &td_span_empty && s->free == NULL)
+        slab_take_remote(s);   /* not announced: a current slab is not armed */
+    /* Every object out (or on its way back as a remote free, armed for). */
+    if (s->free != NULL || (s != &td_span_empty && !slab_make_full(s))) {
         td_unlock(&h->lock);
         return td_slab_pop(s);
-    }
-    if (s != &td_span_empty) {
-        /* Every object is out (or on its way back as a remote free). */
-        s->state = TD_SLAB_FULL;
-        s->used |= TD_SLAB_FULL_BIT;
     }
     while ((s = h->partial[c]) != NULL) {
         partial_remove(h, s);
         slab_reclaim(h, s);   /* pops follow raw links; frees fast again */
+        slab_take_remote(s);
         if (s->free != NULL || s->ncarved < s->nobjs)
             break;
         /* Every object out: a pop in flight when a sweep detached this
            slab took its last one (look_at_cur). */
-        s->state = TD_SLAB_FULL;
-        s->used |= TD_SLAB_FULL_BIT;
+        if (!slab_make_full(s))
+            break;
     }
     if (s == NULL && (s = h->spare[c]) != NULL) {
         h->spare[c] = NULL;
@@ -429,8 +487,23 @@ static void heap_init_fresh(heap_t *h)
         heap_set_cur_as(h, c, &td_span_empty, true);   /* before any sweep's lock */
 }
 
-/* Returns empty cur and spare slabs to the page heap. Owner only. */
-static void heap_shed(heap_t *h)
+/* Takes s's remote frees (h->lock held, the caller its owner) and arms
+   it, so that later ones reach a heap losing its thread (slab.h,
+   TD_RL_WANT). False if s is empty now (nothing armed). */
+static bool slab_arm_pooled(span_t *s)
+{
+    do {
+        slab_take_remote(s);
+        if (s->used == 0)
+            return false;
+    } while (!slab_arm(s));
+    return true;
+}
+
+/* Returns empty cur and spare slabs to the page heap. Owner only. With
+   arm (the thread exits), the remaining current and partial slabs are
+   armed: a pooled heap has nobody to take them. */
+static void heap_shed(heap_t *h, bool arm)
 {
     td_lock(&h->lock);
     heap_collect(h, false);
@@ -441,9 +514,18 @@ static void heap_shed(heap_t *h)
             slab_release(s);
         }
         s = h->cur[c];
+        if (s != &td_span_empty && (s->free == NULL || arm))
+            slab_take_remote(s);
+        if (s != &td_span_empty && arm && slab_arm_pooled(s))
+            s = &td_span_empty;   /* stays */
         if (s != &td_span_empty && s->used == 0) {
             heap_set_cur(h, c, &td_span_empty);
             slab_release(s);
+        }
+        for (span_t *p = arm ? h->partial[c] : NULL, *next; p != NULL; p = next) {
+            next = p->next;
+            if (!slab_arm_pooled(p))
+                slab_drop(h, p);
         }
     }
     td_unlock(&h->lock);
@@ -512,7 +594,7 @@ static void heap_thread_exit(void *arg)
     heap_t *h = arg;
     if (td_tls_heap != h)
         return;
-    heap_shed(h);
+    heap_shed(h, true);
     /* Later frees from this thread (other TLS destructors) become remote
        frees; a later malloc attaches a heap again. */
     td_tls_heap = &td_heap_empty;
@@ -528,7 +610,7 @@ static void heap_thread_exit(void *arg)
        the remote free path (store pooled / load notify here, push notify /
        load pooled there): at least one side sees the other. */
     __atomic_thread_fence(__ATOMIC_SEQ_CST);
-    heap_shed(h);
+    heap_shed(h, true);
     td_unlock(&pool_lock);
 }
 
@@ -554,7 +636,7 @@ void td_heap_trim_local(void)
 {
     heap_t *h = td_tls_heap;
     if (h != &td_heap_empty)
-        heap_shed(h);
+        heap_shed(h, false);
 }
 
 size_t td_heap_attached(void)
@@ -587,7 +669,7 @@ static bool slab_dead(span_t *s)
         return false;
     uint64_t w = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
     s->swept_remote = w;
-    if (w == 0)
+    if (td_rl_count(w) == 0)
         return false;
     return (int32_t)(td_rl_count(w) + s->parked_remote) == used;
 }
@@ -853,9 +935,9 @@ static size_t slab_park(span_t *s)
        long as another object stays on that list: a partly used slab must
        have one to hand out when it becomes current. The remote list's head
        can be moved past parked objects with a CAS (pushes only ever
-       replace it), as long as a kept object is left to head the list: an
-       emptied list would make the next remote free notify the heap of a
-       slab already on its stack. Every object overlapping a parked page
+       replace it), as long as a kept object is left to head the list: a
+       notified slab (slab.h, TD_RL_NOTIFIED) must keep objects on it
+       until the notify stack's taker collects it. Every object overlapping a parked page
        leaves the lists, also one that starts on a kept page (its header
        stays resident, and so does its double-free mark), or reusing it
        would write to the parked page. */
@@ -892,7 +974,8 @@ static size_t slab_park(span_t *s)
         }
         uint64_t expect = w0;
         if (rk != NULL)
-            wh = td_rl_make(td_slab_index(s, rk), td_rl_tail_index(w0), td_rl_count(w0) - skipped);
+            wh = td_rl_make(td_slab_index(s, rk), td_rl_tail_index(w0), td_rl_count(w0) - skipped) |
+                 (w0 & TD_RL_NOTIFIED);
         if (rk != NULL && __atomic_compare_exchange_n(&s->remote, &expect, wh, false,
                                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
             rh = rk;
@@ -928,7 +1011,8 @@ static size_t slab_park(span_t *s)
            (h->lock). */
         uint64_t w = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), nw;
         do {
-            nw = td_rl_make(td_rl_head_index(w), td_slab_index(s, last), td_rl_count(w) - below);
+            nw = td_rl_make(td_rl_head_index(w), td_slab_index(s, last), td_rl_count(w) - below) |
+                 (w & TD_RL_NOTIFIED);
         } while (!__atomic_compare_exchange_n(&s->remote, &w, nw, true,
                                               __ATOMIC_RELAXED, __ATOMIC_RELAXED));
         if (w == wh)
@@ -1113,6 +1197,13 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     if (!td_trylock(&h->lock))
         return true;
     park_own = h == td_tls_heap;
+    /* Before the walk below: a remote free after this sets it again, and
+       one before it is on a list the walk reads (acquire: the push came
+       before the pusher's store). The walk sets it again if it leaves
+       remote frees behind (remote_left). */
+    bool remote_left = false;
+    if (__atomic_load_n(&h->remote_seen, __ATOMIC_RELAXED))
+        (void)__atomic_exchange_n(&h->remote_seen, 0, __ATOMIC_ACQ_REL);
     uint32_t now = td_os_now_ms();
     uint32_t stamp = __atomic_load_n(&h->notify_stamp, __ATOMIC_RELAXED);
     bool pending = false;
@@ -1183,10 +1274,31 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
         unsigned n = 0;
         if (yielding()) {
             pending = true;   /* a waiting caller sweeps this heap itself */
+            remote_left = true;   /* not looked at */
             break;
         }
     restart:
-        for (span_t *s = h->partial[c]; s != NULL; s = s->next) {
+        for (span_t *s = h->partial[c], *next; s != NULL; s = next) {
+            next = s->next;
+            /* Remote frees into a partly used slab are not announced
+               (slab.h, TD_RL_WANT): here is where a slab they emptied
+               is found if its owner does not take it first. */
+            uint64_t rw = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+            if (td_rl_count(rw) != 0 && !(rw & TD_RL_NOTIFIED)) {
+                uint64_t seen = s->swept_remote;
+                if (slab_dead(s)) {
+                    partial_remove(h, s);
+                    __atomic_store_n(&s->remote, 0, __ATOMIC_RELAXED);
+                    *released += s->npages << TD_PAGE_SHIFT;
+                    slab_release_at(s, now);
+                    continue;
+                }
+                /* Left for its owner: keep watching it, as the notify
+                   stack's slabs are watched (td_heap_sweep_pending). */
+                remote_left = true;
+                if (s->swept_remote != seen)
+                    pending = true;   /* frees still coming in */
+            }
             if (!park) {
                 /* Not idle long enough yet: stay awake to look again if
                    there is anything new for parking. */
@@ -1200,6 +1312,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             if (yielding()) {
                 park = false;
                 pending = true;
+                remote_left = true;   /* the rest of the list not looked at */
                 break;
             }
             size_t got = slab_park(s);
@@ -1207,6 +1320,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             if (got != 0 && park_done(unbacked, park_budget, deadline)) {
                 park = false;
                 pending = true;   /* more may be left for a later pass */
+                remote_left = true;
                 break;
             }
             if (park_own) {
@@ -1224,6 +1338,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
             }
         }
     }
+    if (remote_left)
+        __atomic_store_n(&h->remote_seen, 1, __ATOMIC_RELAXED);
     for (unsigned c = 0; c < TD_NCLASSES; c++) {
         span_t *s = h->spare[c];
         if (s == NULL)
@@ -1244,7 +1360,8 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
 bool td_heap_sweep_pending(void)
 {
     for (heap_t *h = __atomic_load_n(&heap_all, __ATOMIC_ACQUIRE); h != NULL; h = h->all_next) {
-        if (__atomic_load_n(&h->notify, __ATOMIC_SEQ_CST) != NULL)
+        if (__atomic_load_n(&h->notify, __ATOMIC_SEQ_CST) != NULL ||
+            __atomic_load_n(&h->remote_seen, __ATOMIC_RELAXED))
             return true;
         for (unsigned c = 0; c < TD_NCLASSES; c++)
             if (__atomic_load_n(&h->spare[c], __ATOMIC_RELAXED) != NULL)
@@ -1413,8 +1530,15 @@ void td_heap_free_slow(void *p, const char *who)
         if (TIDE_UNLIKELY(__atomic_load_n(&s->nparked, __ATOMIC_RELAXED) != 0) &&
             page_parked(s, ((uintptr_t)p - s->start) >> TD_PAGE_SHIFT))
             td_fatal("%s: double free of %p", who, p);   /* it was parked: free */
-        if (td_slab_push_remote(s, p)) {
-            heap_t *owner = s->heap;
+        heap_t *owner = s->heap;   /* before the push: s may be given back after it */
+        int push = td_slab_push_remote(s, p);
+        if (push == TD_PUSH_FIRST) {
+            /* Its owner collects it when it takes the slab; a sweep finds
+               it if the owner never does (heap_sweep_one). */
+            if (!__atomic_load_n(&owner->remote_seen, __ATOMIC_RELAXED))
+                __atomic_store_n(&owner->remote_seen, 1, __ATOMIC_RELEASE);
+            kick();
+        } else if (push == TD_PUSH_NOTIFY) {
             heap_notify(owner, s);
             /* s may be given back by the collect below: not touched after. */
             __atomic_thread_fence(__ATOMIC_SEQ_CST);   /* see heap_thread_exit */

@@ -3,7 +3,8 @@
  *
  * Owns heap_t: for each size class the current slab (`cur`), a list of
  * partly free slabs, and one spare empty slab; and the notify stack through
- * which other threads tell this heap which of its slabs got remote frees.
+ * which other threads tell this heap which of its armed slabs (full ones,
+ * and every slab of a pooled heap: slab.h, TD_RL_WANT) got remote frees.
  * Also owns LARGE blocks (page runs, > TD_SMALL_MAX) and HUGE blocks (own
  * mapping, >= TD_HUGE_MIN), and the process-wide init.
  *
@@ -74,6 +75,9 @@ typedef struct heap_s {
     /* Own cache line: other threads write it, the owner reads cur[] a lot. */
     span_t *notify __attribute__((aligned(64)));  /* any thread pushes, lock holder takes; __atomic only */
     uint32_t notify_stamp;          /* td_os_now_ms() of the push that found notify empty */
+    int remote_seen;                /* 1: a remote free went to a slab that is not armed
+                                       (slab.h, TD_RL_WANT) since a sweep last looked;
+                                       __atomic only */
     struct heap_s *all_next;        /* pool_lock: registry of every heap */
     struct heap_s *pool_next;       /* pool_lock: free-heap pool */
     int pooled;                     /* written under pool_lock; read with __atomic */

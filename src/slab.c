@@ -73,14 +73,44 @@ bool td_slab_extend(span_t *s)
     return true;
 }
 
+static uint32_t splice_remote(span_t *s, uint64_t w);
+
 uint32_t td_slab_collect(span_t *s)
 {
-    uint64_t w = __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQ_REL);
+    /* A list with objects has no "want", and only pushes change it until
+       the exchange (arming and the sweep's rewrites need h->lock), so the
+       exchange takes objects and leaves 0. */
+    if (td_rl_count(__atomic_load_n(&s->remote, __ATOMIC_RELAXED)) == 0)
+        return 0;
+    return splice_remote(s, __atomic_exchange_n(&s->remote, 0, __ATOMIC_ACQ_REL));
+}
+
+bool td_slab_collect_own(span_t *s, uint32_t *n)
+{
+    /* One CAS both tests and takes: with a load first and an exchange
+       after, a push could turn "want" into "notified" between them (found
+       in review: the slab was then given back with its pusher still on
+       the way to the notify stack). */
+    uint64_t w = __atomic_load_n(&s->remote, __ATOMIC_RELAXED);
+    do {
+        if (w & TD_RL_NOTIFIED)
+            return false;
+        if (td_rl_count(w) == 0) {
+            *n = 0;
+            return true;
+        }
+    } while (!__atomic_compare_exchange_n(&s->remote, &w, 0, true,
+                                          __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+    *n = splice_remote(s, w);
+    return true;
+}
+
+/* Puts list w (taken from s->remote) in front of s->free. */
+static uint32_t splice_remote(span_t *s, uint64_t w)
+{
     /* The same word may come back (one object reused and freed again):
        the sweeper must see it as new. */
     s->swept_remote = 0;
-    if (w == 0)
-        return 0;
     void **tail = (void **)td_slab_object(s, td_rl_tail_index(w));
     TIDE_CHECK(*tail == NULL && "remote list's tail is not its last object");
 #if TIDE_DEBUG >= 2

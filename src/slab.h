@@ -47,10 +47,18 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h);
 bool td_slab_extend(span_t *s);
 
 /* Takes the remote list onto s->free and returns how many objects it held,
-   in O(1). Owner only, under its heap's lock (which keeps the sweep from
-   rewriting the list meanwhile); acquire pairs with the release of
-   td_slab_push_remote. */
+   in O(1); an empty list is left as it is ("want" included), and a list
+   with objects becomes 0 ("notified" included: call it for a notified
+   slab only when taking it off the notify stack). Owner only, under its
+   heap's lock (which keeps the sweep from rewriting the list meanwhile);
+   acquire pairs with the release of td_slab_push_remote. */
 uint32_t td_slab_collect(span_t *s);
+
+/* The same for a slab its owner takes without taking it off a notify
+   stack: false, leaving everything as it is, if s is notified (slab.h,
+   TD_RL_NOTIFIED), whose list only the stack's taker may collect;
+   otherwise true with the count in *n. */
+bool td_slab_collect_own(span_t *s, uint32_t *n);
 
 /* td_slab_index: the index of p in s if p is an object start; for any
    other p (no precondition) a value >= nobjs, so td_slab_is_object tells
@@ -131,12 +139,12 @@ static inline void *td_slab_pop(span_t *s)
     return p;
 }
 
-/* The remote list's word: bits 0-20 its length (0: empty, the word is
-   then 0), 21-41 the object index of its head, 42-62 that of its tail
-   (the object whose link is NULL). Pushes change head and length and copy
+/* The remote list's word: bits 0-19 its length (0: empty, the word is
+   then 0 or TD_RL_WANT), 20-39 the object index of its head, 40-59 that of
+   its tail (the object whose link is NULL), and two flags (below). Pushes change head and length and copy
    the tail; the sweep may move the head past parked objects and unlink
    some below it (heap.c, slab_park), and rewrites the word to match. */
-#define TD_RL_BITS 21
+#define TD_RL_BITS 20
 #define TD_RL_MASK (((uint64_t)1 << TD_RL_BITS) - 1)
 
 static inline uint64_t td_rl_make(uint64_t head, uint64_t tail, uint64_t n)
@@ -157,29 +165,55 @@ static inline void *td_slab_object(const span_t *s, uint64_t i)
 /* The head object of remote word w of s, NULL if the list is empty. */
 static inline void *td_rl_head(const span_t *s, uint64_t w)
 {
-    return w == 0 ? NULL : td_slab_object(s, td_rl_head_index(w));
+    return td_rl_count(w) == 0 ? NULL : td_slab_object(s, td_rl_head_index(w));
 }
 
-/* Pushes p, an object of s, onto s's remote list. True if the list was
-   empty, in which case the caller must tell the owning heap
-   (td_heap_notify). */
-static inline bool td_slab_push_remote(span_t *s, void *p)
+/* Bit 63 of the remote word, "want": the owning heap would not find s by
+   itself, so the remote free that finds the bit tells it (pushes s onto
+   its notify stack). Only the owner (or pool_lock for a pooled heap) sets
+   it ("arms" s), under the heap's lock, on an empty list with no flag
+   (word 0 becomes TD_RL_WANT): when s leaves every list the owner looks
+   at (it is FULL), or when the heap loses its thread (pooled). The push
+   that finds it replaces it with bit 62, "notified", in the same CAS, and
+   later pushes keep that bit, until whoever takes s off the stack takes
+   the list too (td_slab_collect clears the word). So exactly one remote
+   free notifies per arming, a slab is on a notify stack (or about to be:
+   the pusher may not have pushed it yet) exactly while its word has
+   "notified", and such a slab's list is left to the stack's taker: a
+   collect from anywhere else could empty the slab and give it back before
+   its pusher has pushed it. A slab that is current or on the partial list
+   is not announced: its owner collects its remote list when it takes it
+   (heap_refill), and the release layer's sweep finds dead ones on the
+   partial lists. Announcing every slab whose list became non-empty cost
+   larson a notify-stack CAS, a collect and a list move per remote batch
+   (0.6 of each per remote free). */
+#define TD_RL_WANT ((uint64_t)1 << 63)
+#define TD_RL_NOTIFIED ((uint64_t)1 << 62)
+
+enum { TD_PUSH_QUIET = 0,    /* the list had objects */
+       TD_PUSH_FIRST = 1,    /* the list was empty, nobody wanted to know */
+       TD_PUSH_NOTIFY = 2 }; /* the owner wanted to know: tell it (td_heap_notify) */
+
+/* Pushes p, an object of s, onto s's remote list; says what the caller
+   must do (above). */
+static inline int td_slab_push_remote(span_t *s, void *p)
 {
     td_slab_mark_free(p);
     uint64_t i = td_slab_index(s, p);
     uint64_t old = __atomic_load_n(&s->remote, __ATOMIC_RELAXED), w;
     do {
-        if (old == 0) {
+        uint64_t flag = old == TD_RL_WANT ? TD_RL_NOTIFIED : old & TD_RL_NOTIFIED;
+        if (td_rl_count(old) == 0) {
             *(void **)p = NULL;
-            w = td_rl_make(i, i, 1);
+            w = td_rl_make(i, i, 1) | flag;
         } else {
             *(void **)p = td_rl_head(s, old);
-            w = td_rl_make(i, td_rl_tail_index(old), td_rl_count(old) + 1);
+            w = td_rl_make(i, td_rl_tail_index(old), td_rl_count(old) + 1) | flag;
         }
         /* Release: p's words are written before p is published. */
     } while (!__atomic_compare_exchange_n(&s->remote, &old, w, true,
                                           __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-    return old == 0;
+    return old == TD_RL_WANT ? TD_PUSH_NOTIFY : old == 0 ? TD_PUSH_FIRST : TD_PUSH_QUIET;
 }
 
 #endif

@@ -10,6 +10,15 @@
  *   t_decay_idle_owner   thread A allocates, then blocks on a condition
  *                        variable; thread B frees every block (all frees
  *                        remote) and blocks too: nobody calls the allocator
+ *   t_decay_remote_partial  thread A allocates 64 MiB of 256-byte blocks and
+ *                        frees every other one itself, so that its slabs
+ *                        are partly used (on its partial lists); thread B
+ *                        frees the rest (remote frees into slabs that are
+ *                        not full, which nobody announces to A), then both
+ *                        block: within 10 s small_allocated must fall
+ *                        below 4 MiB, which only a sweep that finds the
+ *                        slabs those remote frees emptied can do (parking
+ *                        would bring RSS down but keep them counted)
  *   t_decay_slow_path    background:false: no thread, so nothing is
  *                        released while the program sleeps; allocator slow
  *                        paths (1 MiB malloc/free) then release it
@@ -138,6 +147,64 @@ static int sub_idle_owner(void)
     return 0;
 }
 
+/* ---- remote frees empty partly used slabs ------------------------------ */
+
+enum { RP_SIZE = 256, RP_N = (int)(64 * MIB / RP_SIZE) };
+static void **rp_blocks;
+
+static void *rp_owner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < RP_N; i++) {
+        rp_blocks[i] = malloc(RP_SIZE);
+        CHECK(rp_blocks[i] != NULL);
+        memset(rp_blocks[i], i, RP_SIZE);
+    }
+    for (int i = 1; i < RP_N; i += 2)
+        free(rp_blocks[i]);   /* local frees: full slabs become partly used */
+    set_phase(1);
+    wait_phase(3);
+    return NULL;
+}
+
+static void *rp_freer(void *arg)
+{
+    (void)arg;
+    wait_phase(1);
+    for (int i = 0; i < RP_N; i += 2)
+        free(rp_blocks[i]);   /* remote frees into partly used slabs */
+    set_phase(2);
+    wait_phase(3);
+    return NULL;
+}
+
+static int sub_remote_partial(void)
+{
+    free(th_launder(malloc(100)));
+    rp_blocks = rel_map(RP_N * sizeof *rp_blocks);
+    pthread_t a, bt;
+    CHECK(pthread_create(&bt, NULL, rp_freer, NULL) == 0);
+    CHECK(pthread_create(&a, NULL, rp_owner, NULL) == 0);
+    wait_phase(1);
+    rel_stats_t st;
+    rel_stats(&st);
+    CHECKF(st.small_allocated >= 24 * MIB, "half the blocks live, yet small_allocated is %ld MiB",
+           REL_MIB(st.small_allocated));
+    wait_phase(2);
+    /* From here: no allocator call until the verdict (tide_stats makes none). */
+    uint64_t end = rel_now_ms() + DEADLINE_MS;
+    while (rel_stats(&st), st.small_allocated >= 4 * MIB && rel_now_ms() < end)
+        rel_sleep_ms(20);
+    CHECKF(st.small_allocated < 4 * MIB,
+           "A's blocks all freed (half by A, half by B), both idle, yet small_allocated is "
+           "%ld MiB after %u s: slabs emptied by remote frees not found (bg_wakeups %zu)",
+           REL_MIB(st.small_allocated), DEADLINE_MS / 1000, st.bg_wakeups);
+    set_phase(3);
+    CHECK(pthread_join(a, NULL) == 0);
+    CHECK(pthread_join(bt, NULL) == 0);
+    return 0;
+}
+
 /* ---- background:false ----------------------------------------------- */
 
 static int sub_slow_path(void)
@@ -216,6 +283,12 @@ static void t_decay_idle_owner(void)
     rel_run_sub("sub_idle_owner", "decay_ms:100", 40);
 }
 
+static void t_decay_remote_partial(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_remote_partial", "decay_ms:100", 40);
+}
+
 static void t_decay_slow_path(void)
 {
     rel_need_tide();
@@ -225,6 +298,7 @@ static void t_decay_slow_path(void)
 static const th_test_t tests[] = {
     TH_TEST(t_decay_main),
     TH_TEST(t_decay_idle_owner),
+    TH_TEST(t_decay_remote_partial),
     TH_TEST(t_decay_slow_path),
     TH_TEST(t_decay_rekick),
     TH_END,
@@ -233,6 +307,7 @@ static const th_test_t tests[] = {
 static const rel_sub_t subs[] = {
     REL_SUB(sub_main_thread),
     REL_SUB(sub_idle_owner),
+    REL_SUB(sub_remote_partial),
     REL_SUB(sub_slow_path),
     REL_SUB(sub_rekick),
     REL_SUB_END,

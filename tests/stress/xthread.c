@@ -7,6 +7,12 @@
  * free locally, mixing local and remote frees on the same slabs.  A second
  * test passes blocks around a ring of threads, so each is freed by a thread
  * two hops away from its allocator, while that allocator keeps allocating.
+ * A third runs short-lived producers one after another, each adopting the
+ * heap the previous one left in the pool, while three consumers free what
+ * they made, some of it after the producer exited: remote frees racing the
+ * thread exit that arms a pooled heap's slabs, and the adoption after it
+ * (a review widened the window of such a race with a delay loop: the
+ * slab was given back while its notifying free was still on its way).
  */
 #include "../lib/th.h"
 
@@ -304,10 +310,65 @@ static void t_ring(void)
     }
 }
 
+/* ---- short-lived producers -------------------------------------------- */
+
+static queue_t churn_q;
+
+static void *churn_producer(void *arg)
+{
+    worker_t *w = arg;
+    th_rng_t r = {w->seed};
+    enum { KEEP = 64 };
+    item_t keep[KEEP];
+    size_t nkeep = 0;
+    for (size_t i = 0; i < w->count; i++) {
+        item_t it = { .n = 16 + 16 * (size_t)th_range(&r, 0, 5), .tag = w->seed * 1000003 + i };
+        it.p = malloc(it.n);
+        CHECK(it.p != NULL);
+        fill(&it);
+        if (i % 50 == 0 && nkeep < KEEP)
+            keep[nkeep++] = it;   /* freed by others after this thread exits */
+        else
+            q_push(&churn_q, it);
+    }
+    /* The queue keeps them until after the exit below, mostly. */
+    for (size_t i = 0; i < nkeep; i++)
+        q_push(&churn_q, keep[i]);
+    return NULL;
+}
+
+static void t_short_lived_producers(void)
+{
+    enum { NCONS = 3 };
+    size_t rounds = th_scale(400, 10);
+    q_init(&churn_q, 4096, 1);
+    pthread_t tc[NCONS];
+    worker_t wc[NCONS];
+    for (int i = 0; i < NCONS; i++) {
+        wc[i] = (worker_t){ .q = &churn_q, .id = i, .seed = th_seed(400 + (uint64_t)i) };
+        CHECK(pthread_create(&tc[i], NULL, consumer, &wc[i]) == 0);
+    }
+    for (size_t k = 0; k < rounds; k++) {
+        worker_t w = { .q = &churn_q, .count = 3000, .seed = th_seed(500 + k) };
+        pthread_t t;
+        CHECK(pthread_create(&t, NULL, churn_producer, &w) == 0);
+        CHECK(pthread_join(t, NULL) == 0);
+    }
+    q_producer_done(&churn_q);
+    size_t consumed = 0;
+    for (int i = 0; i < NCONS; i++) {
+        CHECK(pthread_join(tc[i], NULL) == 0);
+        consumed += wc[i].count;
+    }
+    CHECK_EQ(consumed, rounds * 3000);
+    q_destroy(&churn_q);
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_producer_consumer),
     TH_TEST(t_many_producers_one_consumer),
     TH_TEST(t_ring),
+    TH_TEST(t_short_lived_producers),
     TH_END,
 };
 
