@@ -438,14 +438,21 @@ static void slab_reclaim(heap_t *h, span_t *s);
 static void *heap_refill(heap_t *h, unsigned c)
 {
     span_t *s = __atomic_load_n(&h->cur[c], __ATOMIC_RELAXED);   /* a sweep may detach it */
-    if (s != &td_span_empty && td_slab_extend(s))
+    /* Objects that came back first, then fresh ones: carving while remote
+       frees wait touches new memory (rbd's peak RSS: 3.5 MiB against 2.8
+       when the remote list was only taken after carving). */
+    if (s != &td_span_empty && td_rl_count(__atomic_load_n(&s->remote, __ATOMIC_RELAXED)) == 0 &&
+        td_slab_extend(s))
         return td_slab_pop(s);
     td_lock(&h->lock);
     h->refills++;
     heap_collect(h, false);
     s = h->cur[c];
-    if (s != &td_span_empty && s->free == NULL)
+    if (s != &td_span_empty && s->free == NULL) {
         slab_take_remote(s);   /* not announced: a current slab is not armed */
+        if (s->free == NULL)
+            td_slab_extend(s);
+    }
     /* Every object out (or on its way back as a remote free, armed for). */
     if (s->free != NULL || (s != &td_span_empty && !slab_make_full(s))) {
         td_unlock(&h->lock);
