@@ -449,7 +449,7 @@ static void *heap_refill(heap_t *h, unsigned c)
     heap_collect(h, false);
     s = h->cur[c];
     if (s != &td_span_empty && s->free == NULL) {
-        slab_take_remote(s);   /* not announced: a current slab is not armed */
+        slab_take_remote(s);   /* not announced (unless adopted armed) */
         if (s->free == NULL)
             td_slab_extend(s);
     }
@@ -1541,7 +1541,10 @@ void td_heap_free_slow(void *p, const char *who)
         int push = td_slab_push_remote(s, p);
         if (push == TD_PUSH_FIRST) {
             /* Its owner collects it when it takes the slab; a sweep finds
-               it if the owner never does (heap_sweep_one). */
+               it if the owner never does (heap_sweep_one). Skipping the
+               store when the flag is set relies on the push's locked CAS
+               ordering the push before this load (x86-64); a weakly
+               ordered port needs a full fence here. */
             if (!__atomic_load_n(&owner->remote_seen, __ATOMIC_RELAXED))
                 __atomic_store_n(&owner->remote_seen, 1, __ATOMIC_RELEASE);
             kick();
