@@ -521,8 +521,8 @@ static void heap_shed(heap_t *h, bool arm)
             slab_release(s);
         }
         s = h->cur[c];
-        if (s != &td_span_empty && (s->free == NULL || arm))
-            slab_take_remote(s);
+        if (s != &td_span_empty)
+            slab_take_remote(s);   /* remote frees may have emptied it */
         if (s != &td_span_empty && arm && slab_arm_pooled(s))
             s = &td_span_empty;   /* stays */
         if (s != &td_span_empty && s->used == 0) {

@@ -20,6 +20,10 @@
  *                        release, then collected, and whose object heads
  *                        the remote list again, is not released while
  *                        another of its objects is live
+ *   t_release_own_remote  a thread's current slab whose objects another
+ *                        thread freed: tide_release from its owner gives
+ *                        it back (its remote frees are nobody's to
+ *                        announce, and its free list was not empty)
  *   t_malloc_trim        malloc_trim(0) returns 1 when something was
  *                        released, 0 when nothing was left; malloc_trim(pad)
  *                        keeps about pad bytes
@@ -231,6 +235,51 @@ static int sub_release_idle_thread(void)
     return 0;
 }
 
+/* ---- the caller's own current slab, emptied by remote frees ------------ */
+
+enum { OWN_N = 5, OWN_SIZE = 512 };
+static void *own_blocks[OWN_N];
+static size_t own_before, own_after;
+
+static size_t small_allocated(void)
+{
+    rel_stats_t st;
+    rel_stats(&st);
+    return st.small_allocated;
+}
+
+static void own_alloc(void)
+{
+    for (int i = 0; i < OWN_N; i++) {
+        own_blocks[i] = malloc(OWN_SIZE);
+        CHECK(own_blocks[i] != NULL);
+        memset(own_blocks[i], i, OWN_SIZE);
+    }
+}
+
+static void own_release(void)
+{
+    own_before = small_allocated();
+    rel_release(SIZE_MAX, 0);
+    own_after = small_allocated();
+}
+
+static int sub_release_own_remote(void)
+{
+    rel_owner_start();
+    rel_on_owner(own_alloc);
+    for (int i = 0; i < OWN_N; i++)
+        free(own_blocks[i]);   /* remote: main is not the owner */
+    rel_on_owner(own_release);
+    CHECKF(own_before >= own_after + (OWN_N - 1) * OWN_SIZE,
+           "the owner's %d blocks of %d bytes all freed by another thread, yet the "
+           "owner's tide_release left small_allocated at %zu (was %zu)",
+           OWN_N, OWN_SIZE, own_after, own_before);
+    rel_owner_stop();
+    rel_check();
+    return 0;
+}
+
 /* ---- a slab's remote list reused ---------------------------------------- */
 /* The sweep must not take a slab with a live object for an abandoned one.
    Owner O allocates a slab's worth and more of one class, keeps X, Y, Z of
@@ -360,6 +409,12 @@ static void t_release_reused_remote(void)
     rel_run_sub("sub_release_reused_remote", CONF, 40);
 }
 
+static void t_release_own_remote(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_own_remote", CONF, 40);
+}
+
 static void t_malloc_trim(void)
 {
     rel_need_tide();
@@ -372,6 +427,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_release_time_budget),
     TH_TEST(t_release_idle_thread),
     TH_TEST(t_release_reused_remote),
+    TH_TEST(t_release_own_remote),
     TH_TEST(t_malloc_trim),
     TH_END,
 };
@@ -382,6 +438,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_release_time_budget),
     REL_SUB(sub_release_idle_thread),
     REL_SUB(sub_release_reused_remote),
+    REL_SUB(sub_release_own_remote),
     REL_SUB(sub_malloc_trim),
     REL_SUB_END,
 };
