@@ -1157,9 +1157,13 @@ static bool look_at_cur(heap_t *h, bool idle, bool park)
         if (s == &td_span_empty)
             continue;
         int32_t used = __atomic_load_n(&s->used, __ATOMIC_RELAXED);
-        /* Touched bytes not out: whole pages of them may be parked. */
+        /* Touched bytes not out: whole pages of them may be parked. Remote
+           frees wait on the list, unannounced, still counted in used
+           (slab.h, TD_RL_WANT): they are not out (test release/park
+           t_park_cur_remote). */
+        int32_t live = used - (int32_t)td_rl_count(__atomic_load_n(&s->remote, __ATOMIC_RELAXED));
         size_t touched = (size_t)(td_slab_bump(s) - (char *)s->start);
-        size_t out = used > 0 ? (size_t)used * td_slab_obj_size(s) : 0;
+        size_t out = live > 0 ? (size_t)live * td_slab_obj_size(s) : 0;
         if (used <= 0 || touched < out + 2 * TD_PAGE)
             continue;
         uint32_t look = cur_memo(s);

@@ -35,6 +35,12 @@
  *                       live page each): the first tide_release only looks
  *                       at them, the second detaches and parks them; the
  *                       thread wakes, takes them back and fills them again
+ *   t_park_cur_remote   the same when another thread freed the blocks:
+ *                       remote frees into a current slab are not announced
+ *                       and stay counted in its `used` until its owner
+ *                       collects them, so the sweep must not count them as
+ *                       blocks out when it decides whether a slab is worth
+ *                       detaching
  *   t_park_cur_first    an idle thread's current slab, detached and parked,
  *                       comes back at the owner's next malloc of its class,
  *                       before two older partial slabs of that class
@@ -456,6 +462,51 @@ static int sub_park_cur(void)
     for (int c = 0; c < NCUR; c++)
         set_verify(&cur_set[c], SEL_ALL);
     /* The owner wakes: it takes its slabs back and fills them again. */
+    rel_on_owner(own_cur_again);
+    rel_owner_stop();
+    rel_check();
+    for (int c = 0; c < NCUR; c++) {
+        set_done(&cur_set[c]);
+        set_done(&cur_again[c]);
+    }
+    return 0;
+}
+
+/* Fills most of one fresh slab per class, frees nothing. */
+static void own_cur_fill_only(void)
+{
+    for (int c = 0; c < NCUR; c++) {
+        size_t nb[] = {(64 * KIB / cur_sizes[c] - 4) * cur_sizes[c]};
+        set_alloc(&cur_set[c], &cur_sizes[c], nb, 1);
+    }
+}
+
+static int sub_park_cur_remote(void)
+{
+    for (int c = 0; c < NCUR; c++) {
+        set_init(&cur_set[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 20);
+        set_init(&cur_again[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 24);
+    }
+    rel_owner_start();
+    rel_release(SIZE_MAX, 0);
+    rel_release(SIZE_MAX, 0);
+    rel_on_owner(own_cur_fill_only);
+    for (int c = 0; c < NCUR; c++)   /* by this thread: remote frees */
+        for (size_t i = 2; i < cur_set[c].count; i++)
+            set_free_one(&cur_set[c], i);
+    size_t r1 = rel_release(SIZE_MAX, 0);
+    long before = rel_rss();
+    size_t r2 = rel_release(SIZE_MAX, 0);
+    long after = rel_rss();
+    printf("idle thread's current slabs, freed by another thread: first look %zu KiB, "
+           "second %zu KiB, RSS %ld -> %ld KiB\n",
+           r1 / KIB, r2 / KIB, before / (long)KIB, after / (long)KIB);
+    CHECKF(r1 + r2 >= NCUR * 13 * 4 * KIB,
+           "three current slabs of an idle thread, 14 pages of each freed by another "
+           "thread: two looks parked %zu + %zu KiB, RSS fell by %ld KiB",
+           r1 / KIB, r2 / KIB, (before - after) / (long)KIB);
+    for (int c = 0; c < NCUR; c++)
+        set_verify(&cur_set[c], SEL_ALL);
     rel_on_owner(own_cur_again);
     rel_owner_stop();
     rel_check();
@@ -948,6 +999,12 @@ static void t_park_cur(void)
     rel_run_sub("sub_park_cur", QUIET, 40);
 }
 
+static void t_park_cur_remote(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_cur_remote", QUIET, 40);
+}
+
 static void t_park_cur_first(void)
 {
     rel_need_tide();
@@ -1019,6 +1076,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_park_release_count),
     TH_TEST(t_park_head),
     TH_TEST(t_park_cur),
+    TH_TEST(t_park_cur_remote),
     TH_TEST(t_park_cur_first),
     TH_TEST(t_park_cur_forked),
     TH_TEST(t_park_double_free),
@@ -1035,6 +1093,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_park_release_count),
     REL_SUB(sub_park_head),
     REL_SUB(sub_park_cur),
+    REL_SUB(sub_park_cur_remote),
     REL_SUB(sub_park_cur_first),
     REL_SUB(sub_park_cur_forked),
     REL_SUB(sub_park_double_free),
