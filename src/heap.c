@@ -465,7 +465,9 @@ static void *heap_refill(heap_t *h, unsigned c)
         if (s->free != NULL || s->ncarved < s->nobjs)
             break;
         /* Every object out: a pop in flight when a sweep detached this
-           slab took its last one (look_at_cur). */
+           slab took its last one (look_at_cur), or the objects are on its
+           remote list and it is notified (their collect is the notify
+           stack's taker's: slab_make_full then marks it full). */
         if (!slab_make_full(s))
             break;
     }

@@ -13,7 +13,9 @@
  *    `used` without walking it: a walk took a cross-core cache miss per
  *    object, which larson showed as 14% of its samples.
  * Counting invariant (owner's view): used + |free| + (end-bump)/size
- * + |remote not yet collected| == capacity, with used the low 31 bits.
+ * == capacity, with used the low 31 bits; objects on the remote list (and
+ * parked remote frees, parked_remote) are still counted in used until the
+ * owner collects them.
  *
  * A free object keeps the next pointer in its first word and, in its second,
  * td_free_key ^ address (the mark): a free that finds that value is a
