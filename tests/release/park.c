@@ -432,7 +432,8 @@ static void own_cur_again(void)
     rel_check();
 }
 
-static int sub_park_cur(void)
+/* The sets, an owner thread, and nothing left for a release to find. */
+static void cur_start(void)
 {
     for (int c = 0; c < NCUR; c++) {
         set_init(&cur_set[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 20);
@@ -441,6 +442,26 @@ static int sub_park_cur(void)
     rel_owner_start();
     rel_release(SIZE_MAX, 0);
     rel_release(SIZE_MAX, 0);
+}
+
+/* Survivors intact; the owner wakes, takes its slabs back and fills them
+   again; all freed and checked. */
+static void cur_finish(void)
+{
+    for (int c = 0; c < NCUR; c++)
+        set_verify(&cur_set[c], SEL_ALL);
+    rel_on_owner(own_cur_again);
+    rel_owner_stop();
+    rel_check();
+    for (int c = 0; c < NCUR; c++) {
+        set_done(&cur_set[c]);
+        set_done(&cur_again[c]);
+    }
+}
+
+static int sub_park_cur(void)
+{
+    cur_start();
     rel_on_owner(own_cur_fill);
     /* One look at the owner's current slabs remembers them; the next finds
        them unchanged and parks them. Each keeps its first page (live
@@ -459,16 +480,7 @@ static int sub_park_cur(void)
     CHECKF(r2 >= NCUR * 13 * 4 * KIB,
            "three current slabs of an idle thread, 14 free pages each: the second "
            "look parked %zu KiB, RSS fell by %ld KiB", r2 / KIB, (before - after) / (long)KIB);
-    for (int c = 0; c < NCUR; c++)
-        set_verify(&cur_set[c], SEL_ALL);
-    /* The owner wakes: it takes its slabs back and fills them again. */
-    rel_on_owner(own_cur_again);
-    rel_owner_stop();
-    rel_check();
-    for (int c = 0; c < NCUR; c++) {
-        set_done(&cur_set[c]);
-        set_done(&cur_again[c]);
-    }
+    cur_finish();
     return 0;
 }
 
@@ -483,13 +495,7 @@ static void own_cur_fill_only(void)
 
 static int sub_park_cur_remote(void)
 {
-    for (int c = 0; c < NCUR; c++) {
-        set_init(&cur_set[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 20);
-        set_init(&cur_again[c], 64 * KIB / cur_sizes[c], (uint64_t)(c + 1) << 24);
-    }
-    rel_owner_start();
-    rel_release(SIZE_MAX, 0);
-    rel_release(SIZE_MAX, 0);
+    cur_start();
     rel_on_owner(own_cur_fill_only);
     for (int c = 0; c < NCUR; c++)   /* by this thread: remote frees */
         for (size_t i = 2; i < cur_set[c].count; i++)
@@ -505,15 +511,7 @@ static int sub_park_cur_remote(void)
            "three current slabs of an idle thread, 14 pages of each freed by another "
            "thread: two looks parked %zu + %zu KiB, RSS fell by %ld KiB",
            r1 / KIB, r2 / KIB, (before - after) / (long)KIB);
-    for (int c = 0; c < NCUR; c++)
-        set_verify(&cur_set[c], SEL_ALL);
-    rel_on_owner(own_cur_again);
-    rel_owner_stop();
-    rel_check();
-    for (int c = 0; c < NCUR; c++) {
-        set_done(&cur_set[c]);
-        set_done(&cur_again[c]);
-    }
+    cur_finish();
     return 0;
 }
 
