@@ -523,9 +523,9 @@ static void heap_shed(heap_t *h, bool arm)
             slab_release(s);
         }
         s = h->cur[c];
-        if (s != &td_span_empty)
+        if (s != &td_span_empty && !arm)
             slab_take_remote(s);   /* remote frees may have emptied it */
-        if (s != &td_span_empty && arm && slab_arm_pooled(s))
+        if (s != &td_span_empty && arm && slab_arm_pooled(s))   /* takes them too */
             s = &td_span_empty;   /* stays */
         if (s != &td_span_empty && s->used == 0) {
             heap_set_cur(h, c, &td_span_empty);

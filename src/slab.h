@@ -7,9 +7,10 @@
  *    a fresh slab touches memory only as it is used (the bump is start +
  *    ncarved * size);
  *  - remote: objects freed by other threads, a lock-free LIFO pushed with
- *    one CAS and taken whole by the owner with one exchange. The list's
- *    word holds its count and the object indices of its head and tail
- *    (td_rl_*), so the owner splices it onto `free` and subtracts it from
+ *    one CAS and taken whole by the owner with one exchange or CAS
+ *    (td_slab_collect, td_slab_collect_own). The list's word holds its
+ *    count, the object indices of its head and tail (td_rl_*) and two
+ *    flags that decide when the owner is told (TD_RL_WANT), so the owner splices it onto `free` and subtracts it from
  *    `used` without walking it: a walk took a cross-core cache miss per
  *    object, which larson showed as 14% of its samples.
  * Counting invariant (owner's view): used + |free| + (end-bump)/size
