@@ -860,9 +860,10 @@ static unsigned sweep_walks;
    (only the owner takes it, besides sweeps, which hold the sweep lock):
    batches as large as the page heap's, fewer calls and TLB flushes. */
 #define PARK_OWN_FLUSH_RANGES TD_UNBACK_MAX
-#define PARK_OWN_FLUSH_BYTES  ((size_t)TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
-/* Set per heap by heap_sweep_one (sweep lock). */
+/* Set per heap by heap_sweep_one (sweep lock); the bytes as the page
+   heap's batch for the sweep's deadline (td_release_batch_pages). */
 static bool park_own;
+static size_t park_own_flush_bytes;
 /* Set by td_heap_sweep: while *sweep_yield is positive (a caller waits to
    release everything itself) this sweep stops at the next slab. */
 static const int *sweep_yield;
@@ -877,7 +878,7 @@ static bool yielding(void)
 static bool park_batch_full(void)
 {
     if (park_own)
-        return park_batch.n >= PARK_OWN_FLUSH_RANGES || park_batch.bytes >= PARK_OWN_FLUSH_BYTES;
+        return park_batch.n >= PARK_OWN_FLUSH_RANGES || park_batch.bytes >= park_own_flush_bytes;
     return park_batch.n >= PARK_FLUSH_RANGES || park_batch.bytes >= PARK_FLUSH_BYTES;
 }
 
@@ -1210,6 +1211,7 @@ static bool heap_sweep_one(heap_t *h, uint32_t older_than, uint32_t park_after,
     if (!td_trylock(&h->lock))
         return true;
     park_own = h == td_tls_heap;
+    park_own_flush_bytes = td_release_batch_pages(deadline) << TD_PAGE_SHIFT;
     /* Before the walk below: a remote free after this sets it again, and
        one before it is on a list the walk reads (acquire: the push came
        before the pusher's store). The walk sets it again if it leaves

@@ -212,7 +212,8 @@ extern void (*td_heap_fork_hook)(int phase);
    held across the unbacking of one batch of parked pages (32 ranges or
    512 KiB), so only that heap's owner can wait; in the sweeping thread's
    own heap, where nobody else can wait, across the whole walk, with
-   batches of 128 ranges or 2 MiB. Call with the release
+   batches of 512 ranges or 8 MiB (2 MiB with a deadline: pageheap.h,
+   td_release_batch_pages). Call with the release
    layer's sweep lock held (one sweep at a time: the batch is shared).
    While *yield (NULL: never) is positive the sweep stops at the next slab
    it looks at (on a notify stack or a partial list), leaving the rest and

@@ -36,7 +36,7 @@ bool td_os_unback_zeroes(void);    /* true while MADV_DONTNEED is used */
    td_os_unback_add merges a range that starts where the last one ended,
    and flushes first when the batch is full; td_os_unback_flush unbacks
    what is pending and empties the batch. Zero-initialise before use. */
-#define TD_UNBACK_MAX 128
+#define TD_UNBACK_MAX 512
 typedef struct {
     int n;
     size_t bytes;   /* pending */

@@ -493,7 +493,7 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
 {
     size_t done = 0;
     bool more = true;
-    /* Static, not on the stack (6 KiB): a release may run inside some
+    /* Static, not on the stack (12 KiB): a release may run inside some
        caller's malloc, on a thread with a small stack. One caller at a
        time (see pageheap.h). */
     static span_t *taken[TD_UNBACK_MAX];
@@ -509,8 +509,8 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
         size_t pages = 0;
         size_t rest = max_bytes - done;   /* > 0 */
         size_t limit = (rest >> TD_PAGE_SHIFT) + ((rest & (TD_PAGE - 1)) != 0);
-        if (limit > TD_RELEASE_BATCH_PAGES)
-            limit = TD_RELEASE_BATCH_PAGES;
+        if (limit > td_release_batch_pages(deadline_ns))
+            limit = td_release_batch_pages(deadline_ns);
         td_lock(&ph.lock);
         uint32_t now = td_os_now_ms();
         while (nt < cap && pages < limit) {

@@ -50,7 +50,6 @@ static int explicit_calls;
 
 #define WORK_START  1
 #define WORK_INLINE 2
-#define BATCH_BYTES (TD_RELEASE_BATCH_PAGES << TD_PAGE_SHIFT)
 #define INLINE_PASS_NS 500000   /* a pass run from a malloc or free: about 0.5 ms */
 #define INLINE_PASS_BYTES ((size_t)2 << 20)   /* ... and at most 2 MiB */
 
@@ -109,8 +108,9 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
         if (room < budget)
             budget = room;
     }
+    size_t batch = td_release_batch_pages(deadline) << TD_PAGE_SHIFT;
     while (done < budget) {
-        size_t want = budget - done < BATCH_BYTES ? budget - done : BATCH_BYTES;
+        size_t want = budget - done < batch ? budget - done : batch;
         if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) > 0) {
             pending = true;   /* an explicit call does it now */
             break;

@@ -7,8 +7,9 @@
  * for their owner to collect them). The release layer ages both: a pass
  * sweeps the heaps (td_heap_sweep: spares older than the decay, dead slabs
  * of any heap, idle or not) into the page heap, then unbacks page-heap
- * runs unused for the decay time, oldest first, in batches (up to 128 runs,
- * 2 MiB) given back with one system call each.
+ * runs unused for the decay time, oldest first, in batches (up to 512 runs,
+ * 8 MiB; 2 MiB for a call with a deadline) given back with one system call
+ * each.
  *
  * Passes run on a background thread ("tide-release"), started lazily at
  * the first kick (the first time some memory becomes free to return), that
