@@ -30,6 +30,7 @@ static struct {
     uint32_t nchunks;
     size_t mapped_pages, free_pages, free_dirty_pages, slab_pages, large_pages;
     size_t huge_bytes, huge_count, released_bytes;
+    size_t tables_released;             /* pagemap bytes given back (release_tables) */
 } ph;
 
 static inline unsigned log2_floor(size_t n) { return 63u - (unsigned)__builtin_clzll(n); }
@@ -192,6 +193,7 @@ static span_t *split(span_t *s, size_t n)
     t->ndirty = s->ndirty ? t->npages : 0;
     s->ndirty = s->ndirty ? n : 0;
     t->stamp = s->stamp;
+    t->tables = s->tables;
     s->npages = n;
     return t;
 }
@@ -221,6 +223,7 @@ static void free_locked(span_t *s)
             s->start = p->start;
             s->npages += p->npages;
             s->ndirty += p->ndirty;
+            s->tables |= p->tables;
             if (stamp_older(s->stamp, p->stamp))
                 s->stamp = p->stamp;
             td_span_delete(p);
@@ -234,6 +237,7 @@ static void free_locked(span_t *s)
         td_pagemap_set(n->start, NULL);
         s->npages += n->npages;
         s->ndirty += n->ndirty;
+        s->tables |= n->tables;
         if (stamp_older(s->stamp, n->stamp))
             s->stamp = n->stamp;
         td_span_delete(n);
@@ -366,6 +370,7 @@ void td_pageheap_free(span_t *s, bool unbacked, uint32_t stamp)
         ph.released_bytes += s->npages << TD_PAGE_SHIFT;
     s->ndirty = unbacked ? 0 : s->npages;
     s->stamp = stamp;
+    s->tables = 1;   /* its entries were written while it was handed out */
     s->heap = NULL;
     /* Before free_locked may merge s away and the descriptor be reused
        (new start, new geometry): the free fast path, reading s through a
@@ -385,6 +390,7 @@ void td_pageheap_free_parked(span_t *s, const uint64_t *parked, uint32_t stamp)
     ph.slab_pages -= s->npages;
     s->heap = NULL;
     s->fast_heap = NULL;   /* before any split or merge: see td_pageheap_free */
+    s->tables = 1;         /* every page had an entry; the pieces inherit it */
     /* Runs of pages in one state, each freed on its own: parked ones are
        already given back (counted then), the rest are dirty. */
     span_t *cur = s;
@@ -557,6 +563,74 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
         td_unlock(&ph.lock);
     }
     return done;
+}
+
+/* Clean runs long enough to cover a whole page of pagemap entries (512
+   pages) besides their first and last page. */
+#define TABLE_RUN_MIN_PAGES (512 + 2)
+
+size_t td_pageheap_release_tables(uint64_t deadline_ns)
+{
+    /* Static like td_pageheap_release's, and under the same one-caller rule. */
+    static span_t *taken[TD_UNBACK_MAX];
+    static td_unback_batch_t batch;
+    batch.n = 0;
+    batch.bytes = 0;
+    size_t done = 0;
+    unsigned fl0, sl0;
+    mapping(TABLE_RUN_MIN_PAGES, &fl0, &sl0);
+    /* A run taken and binned again may merge with a run released
+       meanwhile and carry its flag: bounded, not looped until none is left. */
+    for (int round = 0; round < 8; round++) {
+        if (deadline_ns != 0 && done != 0 && td_os_now_ns() >= deadline_ns)
+            break;
+        int nt = 0, cap = td_os_unback_cap();
+        td_lock(&ph.lock);
+        /* Only the bins that can hold such a run: the big runs are few,
+           however fragmented the small ones are. */
+        for (unsigned fl = fl0; fl < FL_COUNT && nt < cap; fl++) {
+            for (unsigned sl = fl == fl0 ? sl0 : 0; sl < SL_COUNT && nt < cap; sl++) {
+                span_t *next;
+                for (span_t *s = ph.bins[0][fl][sl]; s != NULL && nt < cap; s = next) {
+                    next = s->next;
+                    if (!s->tables || s->npages < TABLE_RUN_MIN_PAGES)
+                        continue;
+                    bin_remove(s);
+                    /* Out of the bins and LARGE while its entries are given
+                       back, as in td_pageheap_release: nobody allocates
+                       from it, and a neighbour freed meanwhile does not
+                       merge into it (which would write its entries). */
+                    s->kind = TD_SPAN_LARGE;
+                    taken[nt++] = s;
+                }
+            }
+        }
+        td_unlock(&ph.lock);
+        if (nt == 0)
+            break;
+        size_t bytes = 0;
+        for (int i = 0; i < nt; i++)
+            bytes += td_pagemap_unback_interior(&batch, taken[i]->start, taken[i]->npages);
+        td_os_unback_flush(&batch);
+        done += bytes;
+        td_lock(&ph.lock);
+        ph.tables_released += bytes;
+        for (int i = 0; i < nt; i++) {
+            taken[i]->tables = 0;
+            taken[i]->kind = TD_SPAN_FREE;
+            free_locked(taken[i]);
+        }
+        td_unlock(&ph.lock);
+    }
+    return done;
+}
+
+size_t td_pageheap_tables_released(void)
+{
+    td_lock(&ph.lock);
+    size_t b = ph.tables_released;
+    td_unlock(&ph.lock);
+    return b;
 }
 
 void td_pageheap_note_released(size_t bytes)

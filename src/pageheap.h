@@ -86,6 +86,19 @@ static inline size_t td_release_batch_pages(uint64_t deadline_ns)
 }
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
 
+/* Gives back the pages of pagemap entries (tree and flat table) under the
+   interiors of clean free runs of more than 512 pages that were handed
+   out since this last looked at them (span_t.tables): those entries are
+   all NULL, and every page of them kept resident costs 4 KiB per 2 MiB of
+   heap that once held data (td_pagemap_unback_interior). Takes such runs
+   out of the bins, up to td_os_unback_cap() at a time, and unbacks with
+   the lock dropped, as td_pageheap_release does, under the same
+   one-caller rule; stops between batches once the deadline (0: none) has
+   passed. Returns the bytes of entries unbacked. */
+size_t td_pageheap_release_tables(uint64_t deadline_ns);
+/* Bytes td_pageheap_release_tables gave back so far. */
+size_t td_pageheap_tables_released(void);
+
 /* Counts bytes the layer above unbacked itself (parked slab pages) into
    the released total. */
 void td_pageheap_note_released(size_t bytes);

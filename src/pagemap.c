@@ -92,6 +92,50 @@ void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s)
         td_pagemap_set(addr + (i << TD_PAGE_SHIFT), s);
 }
 
+size_t td_pagemap_unback_interior(td_unback_batch_t *b, uintptr_t start, size_t npages)
+{
+    const uintptr_t per = TD_PAGE / sizeof(uintptr_t);   /* entries in a page of them */
+    if (npages < 2)
+        return 0;
+    uintptr_t first = (start >> TD_PAGE_SHIFT) + 1;          /* page numbers */
+    uintptr_t end = (start >> TD_PAGE_SHIFT) + npages - 1;   /* the last page keeps its entry */
+    uintptr_t a = (first + per - 1) & ~(per - 1), e = end & ~(per - 1);
+    if (a >= e)
+        return 0;
+    size_t bytes = 0;
+    /* The tree: leaves are page-aligned mappings, a leaf covers 2^18 pages. */
+    for (uintptr_t pg = a; pg < e;) {
+        uintptr_t li = pg >> TD_PM_LEAF_BITS;
+        uintptr_t stop = (li + 1) << TD_PM_LEAF_BITS;
+        if (stop > e)
+            stop = e;
+        span_t **leaf = li < TD_PM_ROOT_LEN ? __atomic_load_n(&td_pagemap_root[li], __ATOMIC_ACQUIRE)
+                                            : NULL;
+        if (leaf != NULL) {
+            td_os_unback_add(b, &leaf[pg & (TD_PM_LEAF_LEN - 1)], (stop - pg) * sizeof(span_t *));
+            bytes += (stop - pg) * sizeof(span_t *);
+        }
+        pg = stop;
+    }
+    /* The flat table, page-aligned too (flat_init), only at its full size:
+       a smaller one mirrors more address space in each entry, where live
+       spans' hints would be lost more often. */
+    uintptr_t *t = __atomic_load_n(&td_pagemap_flat, __ATOMIC_ACQUIRE);
+    uintptr_t mask = t[-1];
+    if (mask != ((uintptr_t)1 << TD_PM_FLAT_BITS) - 1 || mask < per - 1 || e - a > mask)
+        return bytes;
+    for (uintptr_t pg = a; pg < e;) {
+        uintptr_t i = pg & mask;
+        uintptr_t n = e - pg;
+        if (n > mask + 1 - i)
+            n = mask + 1 - i;   /* up to the table's end; the rest from entry 0 */
+        td_os_unback_add(b, &t[i], n * sizeof(uintptr_t));
+        bytes += n * sizeof(uintptr_t);
+        pg += n;
+    }
+    return bytes;
+}
+
 void *td_meta_alloc(size_t bytes)
 {
     /* 64-byte granules: descriptors and heaps start on a cache line, as

@@ -5,8 +5,10 @@
  * Owns: span_t (the out-of-band descriptor of a run of pages), the radix
  * tree page -> span_t*, and the metadata allocator (td_meta_alloc,
  * td_span_new/delete) that serves every descriptor the allocator needs from
- * its own mappings. Nothing here is ever returned to the OS, so a stale
- * span_t pointer read by a buggy caller never faults.
+ * its own mappings. Nothing here is ever unmapped, so a stale span_t
+ * pointer read by a buggy caller never faults; the only memory given back
+ * is pages of the tree and of the flat table that hold nothing but NULL
+ * entries (td_pagemap_unback_interior), which read as NULL again.
  *
  * Which pages have an entry (the pagemap invariant):
  *  - every page of a SLAB span (a free may point anywhere inside it);
@@ -72,6 +74,9 @@ typedef struct span_s {
     uint16_t nparked;           /* SLAB: pages unbacked under live objects' neighbours */
     uint8_t detached;           /* SLAB: taken from an idle owner's cur by a sweep; the
                                    owner may still be inside one pop from it (heap.c) */
+    uint8_t tables;             /* FREE: 1 if pagemap pages under its interior may be
+                                   resident (it was handed out since they were last
+                                   given back: td_pageheap_release_tables) */
     uint32_t park_memo;         /* SLAB: hash of both list heads when parking last
                                    looked (0: never): unchanged, nothing new to park */
     uint64_t parked[3];         /* SLAB: bit p: page p is parked (slabs of <= 192 pages) */
@@ -100,6 +105,7 @@ typedef struct span_s {
 } span_t;
 _Static_assert(offsetof(span_t, remote) == 64, "span_t: fast-path fields in line 0");
 _Static_assert(sizeof(span_t) == 192, "span_t: three cache lines");
+_Static_assert(offsetof(span_t, npages) == 128, "span_t: line 1 full");
 
 #define TD_VA_BITS       47
 #define TD_PM_LEAF_BITS  18     /* a leaf covers 2^18 pages = 1 GiB, 2 MiB of entries */
@@ -167,6 +173,17 @@ bool td_pagemap_ensure(uintptr_t start, size_t bytes);
 /* Requires: td_pagemap_ensure covered addr. */
 void td_pagemap_set(uintptr_t addr, span_t *s);
 void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s);
+
+/* Adds to b the whole pages of the tree's leaves, and of the flat table
+   when it has its full size, that hold only entries of pages strictly
+   inside the run [start, start + npages pages): a page of entries covers
+   512 pages (2 MiB) of address, so a run needs more than that. The
+   caller must own the run's interior until b is flushed: its entries are
+   NULL (the pagemap invariant) and nobody writes them meanwhile, so
+   unbacked they read as NULL again and no lookup changes. A flat-table
+   page may also hold the hint of a page 2^44 bytes away; losing one only
+   sends that page's frees to the tree. Returns the bytes added. */
+size_t td_pagemap_unback_interior(td_unback_batch_t *b, uintptr_t start, size_t npages);
 
 /* Metadata memory: zeroed, 64-byte aligned, never freed. NULL when the OS
    refuses. Takes the meta lock (never held across mmap). */

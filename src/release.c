@@ -143,6 +143,19 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
             pending = true;
         }
     }
+    /* Then the pagemap pages under the clean runs all this made (not
+       counted in *released, which is heap bytes): 4 KiB of tree and 4 KiB
+       of flat table per 2 MiB of heap that held data, 4 MiB for a 1 GiB
+       burst. Cheap (the big runs only, one call a batch), so every pass
+       with time left does it. */
+    if (yield != NULL && __atomic_load_n(yield, __ATOMIC_RELAXED) > 0) {
+        pending = true;
+    } else if (deadline == 0 || td_os_now_ns() < deadline) {
+        if (sweep_take(mode)) {
+            td_pageheap_release_tables(deadline);
+            td_unlock(&sweep_lock);
+        }
+    }
     *released = parked + done;
     return pending || td_pageheap_dirty(NULL) != 0;
 }

@@ -24,6 +24,10 @@
  *                        thread freed: tide_release from its owner gives
  *                        it back (its remote frees are nobody's to
  *                        announce, and its free list was not empty)
+ *   t_release_tables     after 512 MiB of 1 MiB blocks is freed, a release
+ *                        leaves RSS within 1 MiB of where it was before
+ *                        them: the pagemap pages their entries were on go
+ *                        back too (2 MiB of them stayed before)
  *   t_malloc_trim        malloc_trim(0) returns 1 when something was
  *                        released, 0 when nothing was left; malloc_trim(pad)
  *                        keeps about pad bytes
@@ -349,6 +353,34 @@ static int sub_release_reused_remote(void)
     return 0;
 }
 
+/* Pointers in .bss: the test must not malloc its bookkeeping. */
+enum { TABLES_N = 512 };
+static void *tables_blocks[TABLES_N];
+
+static int sub_release_tables(void)
+{
+    rel_release(SIZE_MAX, 0);
+    long rss0 = rel_rss();
+    for (int i = 0; i < TABLES_N; i++) {
+        tables_blocks[i] = malloc(MIB);   /* page-run blocks: entries at both ends */
+        CHECK(tables_blocks[i] != NULL);
+        *(volatile char *)tables_blocks[i] = 1;   /* one page of data each */
+    }
+    for (int i = 0; i < TABLES_N; i++)
+        free(tables_blocks[i]);
+    long before = rel_rss();
+    CHECKF(before - rss0 >= (long)(3 * MIB),
+           "512 blocks of 1 MiB, a page of each written, then freed: RSS %ld -> %ld KiB",
+           rss0 / (long)KIB, before / (long)KIB);
+    rel_release(SIZE_MAX, 0);
+    long after = rel_rss();
+    CHECKF(after - rss0 <= (long)MIB,
+           "512 MiB of 1 MiB blocks freed and released: RSS %ld KiB before them, %ld KiB "
+           "after (the pagemap's pages under the freed runs stayed resident?)",
+           rss0 / (long)KIB, after / (long)KIB);
+    return 0;
+}
+
 static int sub_malloc_trim(void)
 {
     rel_release(SIZE_MAX, 0);
@@ -415,6 +447,12 @@ static void t_release_own_remote(void)
     rel_run_sub("sub_release_own_remote", CONF, 40);
 }
 
+static void t_release_tables(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_release_tables", CONF, 40);
+}
+
 static void t_malloc_trim(void)
 {
     rel_need_tide();
@@ -428,6 +466,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_release_idle_thread),
     TH_TEST(t_release_reused_remote),
     TH_TEST(t_release_own_remote),
+    TH_TEST(t_release_tables),
     TH_TEST(t_malloc_trim),
     TH_END,
 };
@@ -439,6 +478,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_release_idle_thread),
     REL_SUB(sub_release_reused_remote),
     REL_SUB(sub_release_own_remote),
+    REL_SUB(sub_release_tables),
     REL_SUB(sub_malloc_trim),
     REL_SUB_END,
 };

@@ -101,6 +101,38 @@ int main(int argc, char **argv)
     CHECK(st.free_dirty == 0 && td_pageheap_release(SIZE_MAX, 0, 0) == 0);
     td_pageheap_validate();
 
+    /* The pagemap's pages under clean runs' interiors go back, and only
+       those: a live slab amid them keeps an entry for every page, every
+       run keeps its end entries (validate), and the run is found and
+       split again afterwards. */
+    {
+        span_t *pre = td_pageheap_alloc(700, 1, TD_SPAN_LARGE);
+        span_t *sl = td_pageheap_alloc_slab(16, 4);
+        span_t *post = td_pageheap_alloc(1500, 1, TD_SPAN_LARGE);
+        CHECK(pre && sl && post);
+        td_pagemap_set_range(sl->start + 4096, sl->npages - 2, sl);   /* as slab.c does */
+        td_pageheap_free(pre, false, 0);
+        td_pageheap_free(post, false, 0);
+        td_pageheap_release(SIZE_MAX, 0, 0);   /* clean, as the release pass leaves them */
+        size_t b0 = fake_os_unbacked, t0 = td_pageheap_tables_released();
+        size_t t = td_pageheap_release_tables(0);
+        CHECK_MSG(t >= 2 * 4096, "release_tables gave back %zu bytes of entries", t);
+        CHECK(t == fake_os_unbacked - b0 && t == td_pageheap_tables_released() - t0);
+        CHECK_MSG(td_pageheap_release_tables(0) == 0, "a second release_tables found work");
+        for (size_t pg = 0; pg < sl->npages; pg++)
+            CHECK(td_pagemap_get((void *)(sl->start + (pg << 12))) == sl);
+        td_pageheap_validate();
+        span_t *again = td_pageheap_alloc(600, 1, TD_SPAN_LARGE);
+        CHECK(again != NULL && td_pagemap_get((void *)again->start) == again &&
+              td_pagemap_get((void *)(again->start + (599 << 12))) == again);
+        td_pageheap_validate();
+        td_pageheap_free(again, false, 0);
+        td_pagemap_set_range(sl->start + 4096, sl->npages - 2, NULL);
+        td_pageheap_free(sl, false, 0);
+        td_pageheap_release(SIZE_MAX, 0, 0);   /* no dirty run left for the decay test */
+        td_pageheap_validate();
+    }
+
     /* Decay: dirty runs go back oldest first, only once old enough, and a
        byte budget stops it. Runs are kept apart by live spacers. */
     {
