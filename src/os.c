@@ -347,10 +347,11 @@ void td_os_advise_huge(void *p, size_t bytes)
     errno = saved;
 }
 
-void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes)
+void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes, void *dest)
 {
     int saved = errno;
-    void *q = mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE);
+    void *q = dest == NULL ? mremap(p, old_bytes, new_bytes, 0)
+                           : mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
     errno = saved;
     return q == MAP_FAILED ? NULL : q;
 }

@@ -697,11 +697,30 @@ bool td_pageheap_remap_huge(span_t *s, size_t bytes)
         return false;
     if (len == s->bytes)
         return true;
-    void *q = td_os_remap((void *)s->start, s->bytes, len);
-    if (q == NULL || !td_pagemap_ensure((uintptr_t)q, len))
-        return false;  /* (if ensure failed the block moved but is still only
-                          reachable through s->start: see below) */
-    td_pagemap_set(s->start, NULL);
+    /* In place first (a shrink always is): the start and its entry stay. */
+    void *q = td_os_remap((void *)s->start, s->bytes, len, NULL);
+    if (q == NULL) {
+        /* Moving: onto a range mapped, and given its leaf, first, so that
+           nothing can fail once the block has moved. The old entry goes
+           before the move: once mremap returns, the old range can be
+           another thread's new mapping, whose entry a clear would wipe
+           (found in review: a live huge block of another thread became
+           "invalid pointer"). */
+        void *dest = td_os_map(len, 0);
+        if (dest == NULL)
+            return false;
+        if (!td_pagemap_ensure((uintptr_t)dest, len)) {
+            td_os_unmap(dest, len);
+            return false;
+        }
+        td_pagemap_set(s->start, NULL);
+        q = td_os_remap((void *)s->start, s->bytes, len, dest);
+        if (q == NULL) {
+            td_pagemap_set(s->start, s);   /* still ours: nothing moved */
+            td_os_unmap(dest, len);
+            return false;
+        }
+    }
     td_lock(&ph.lock);
     ph.huge_bytes = ph.huge_bytes - s->bytes + len;
     td_unlock(&ph.lock);

@@ -13,6 +13,12 @@
  * thread exit that arms a pooled heap's slabs, and the adoption after it
  * (a review widened the window of such a race with a delay loop: the
  * slab was given back while its notifying free was still on its way).
+ * A fourth has threads realloc, allocate and free blocks of 4-8 MiB (own
+ * mappings) at once, each checking its live blocks: a realloc that moved
+ * a block cleared the old address's pagemap entry after mremap had freed
+ * that range, and so the entry of another thread's block just mapped there
+ * (found by a review's stress program: "invalid pointer" on a live block;
+ * this test catches that code in about 1 run of 5, by chance of timing).
  */
 #include "../lib/th.h"
 
@@ -364,11 +370,80 @@ static void t_short_lived_producers(void)
     q_destroy(&churn_q);
 }
 
+enum { HUGE_SLOTS = 6 };
+static volatile int huge_stop;
+
+static void *huge_worker(void *arg)
+{
+    th_rng_t r = { *(uint64_t *)arg };
+    unsigned char *p[HUGE_SLOTS] = { 0 };
+    size_t n[HUGE_SLOTS];
+    unsigned char tag[HUGE_SLOTS];
+    long ops = 0;
+    while (!huge_stop || ops < 200) {
+        ops++;
+        int k = (int)(th_rand(&r) % HUGE_SLOTS);
+        if (p[k] == NULL) {
+            n[k] = th_range(&r, 4 * MIB, 8 * MIB);
+            tag[k] = (unsigned char)(th_rand(&r) | 1);
+            p[k] = malloc(n[k]);
+            CHECK(p[k] != NULL);
+            p[k][0] = p[k][n[k] - 1] = tag[k];
+            continue;
+        }
+        CHECKF(malloc_usable_size(p[k]) >= n[k], "a live block of %zu bytes", n[k]);
+        CHECK(p[k][0] == tag[k] && p[k][n[k] - 1] == tag[k]);
+        if (th_rand(&r) % 3 != 0) {
+            size_t m = th_range(&r, 4 * MIB, 8 * MIB);
+            unsigned char *q = realloc(p[k], m);
+            CHECK(q != NULL && q[0] == tag[k]);
+            q[m - 1] = tag[k];
+            p[k] = q;
+            n[k] = m;
+        } else {
+            free(p[k]);
+            p[k] = NULL;
+        }
+    }
+    for (int k = 0; k < HUGE_SLOTS; k++)
+        free(p[k]);
+    return NULL;
+}
+
+/* More runnable threads than CPUs, so that a thread is often preempted
+   inside a realloc: what made the race show within seconds. */
+static void *huge_trimmer(void *arg)
+{
+    (void)arg;
+    while (!huge_stop)
+        malloc_trim(0);
+    return NULL;
+}
+
+static void t_huge_realloc_race(void)
+{
+    enum { NT = 4 };
+    pthread_t t[NT + 1];
+    uint64_t seeds[NT];
+    huge_stop = 0;
+    for (int i = 0; i < NT; i++) {
+        seeds[i] = th_seed(600 + (uint64_t)i);
+        CHECK(pthread_create(&t[i], NULL, huge_worker, &seeds[i]) == 0);
+    }
+    CHECK(pthread_create(&t[NT], NULL, huge_trimmer, NULL) == 0);
+    struct timespec d = { 3, 0 };
+    nanosleep(&d, NULL);
+    huge_stop = 1;
+    for (int i = 0; i <= NT; i++)
+        pthread_join(t[i], NULL);
+}
+
 static const th_test_t tests[] = {
     TH_TEST(t_producer_consumer),
     TH_TEST(t_many_producers_one_consumer),
     TH_TEST(t_ring),
     TH_TEST(t_short_lived_producers),
+    TH_TEST(t_huge_realloc_race),
     TH_END,
 };
 
