@@ -1513,11 +1513,12 @@ void td_heap_bad_free(void *p, span_t *s, const char *who)
     if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_index(s, p) < s->nobjs &&
         td_slab_marked_free(p))
         td_fatal("%s: double free of %p", who, p);
-    if (s != NULL && s->kind == TD_SPAN_FREE && s->start == (uintptr_t)p)
+    if (s != NULL && (s->kind == TD_SPAN_FREE || s->kind == TD_SPAN_TAKEN) &&
+        s->start == (uintptr_t)p)
         td_fatal("%s: double free of %p", who, p);
     if (s != NULL && s->kind == TD_SPAN_SLAB && td_slab_index(s, p) < s->nobjs)
         td_fatal("%s: invalid pointer %p: never allocated", who, p);   /* past the bump */
-    if (s != NULL && s->kind != TD_SPAN_FREE)
+    if (s != NULL && s->kind != TD_SPAN_FREE && s->kind != TD_SPAN_TAKEN)
         td_fatal("%s: invalid pointer %p: not the start of a block", who, p);
     td_fatal("%s: invalid pointer %p: not allocated by tidemalloc (or already freed)", who, p);
 }

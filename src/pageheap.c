@@ -31,6 +31,8 @@ static struct {
     size_t mapped_pages, free_pages, free_dirty_pages, slab_pages, large_pages;
     size_t huge_bytes, huge_count, released_bytes;
     size_t tables_released;             /* pagemap bytes given back (release_tables) */
+    size_t table_runs;                  /* binned runs release_tables would take */
+    size_t taken_pages;                 /* in TAKEN runs: free, out of the bins for a while */
 } ph;
 
 static inline unsigned log2_floor(size_t n) { return 63u - (unsigned)__builtin_clzll(n); }
@@ -102,6 +104,13 @@ static void dirty_remove(span_t *s)
    state only out of the bins). */
 static inline unsigned bin_set(const span_t *s) { return s->ndirty != 0; }
 
+/* A clean run that release_tables would take: entries written since it
+   last looked, and a whole page of them inside. Fixed while binned. */
+static inline bool table_run(const span_t *s)
+{
+    return s->tables && s->ndirty == 0 && td_pagemap_has_interior_page(s->start, s->npages);
+}
+
 static void bin_insert(span_t *s)
 {
     unsigned fl, sl, k = bin_set(s);
@@ -118,6 +127,7 @@ static void bin_insert(span_t *s)
     ph.free_pages += s->npages;
     if (s->ndirty)
         dirty_insert(s);
+    ph.table_runs += table_run(s);
 }
 
 static void bin_remove(span_t *s)
@@ -139,6 +149,7 @@ static void bin_remove(span_t *s)
     ph.free_pages -= s->npages;
     if (s->ndirty)
         dirty_remove(s);
+    ph.table_runs -= table_run(s);
 }
 
 static span_t *bin_find_in(unsigned k, unsigned fl, unsigned sl, size_t n)
@@ -435,6 +446,7 @@ bool td_pageheap_resize(span_t *s, size_t npages)
         ph.large_pages -= tail_pages;
         t->ndirty = t->npages;
         t->stamp = td_os_now_ms();
+        t->tables = 1;   /* s's old last entry was on its pages */
         t->kind = TD_SPAN_FREE;
         free_locked(t);
         td_unlock(&ph.lock);
@@ -537,13 +549,14 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
                     s = t;
                 }
             }
-            /* Out of the bins and marked LARGE while unbacked, so that a
+            /* Out of the bins and TAKEN while unbacked, so that a
                neighbour freed meanwhile does not coalesce into it. */
-            s->kind = TD_SPAN_LARGE;
+            s->kind = TD_SPAN_TAKEN;
             mark_ends(s);
             taken[nt++] = s;
             pages += s->npages;
         }
+        ph.taken_pages += pages;
         td_unlock(&ph.lock);
         if (nt == 0)
             break;
@@ -554,6 +567,7 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
         done += pages << TD_PAGE_SHIFT;
 
         td_lock(&ph.lock);
+        ph.taken_pages -= pages;
         ph.released_bytes += pages << TD_PAGE_SHIFT;
         for (int i = 0; i < nt; i++) {
             taken[i]->ndirty = 0;
@@ -565,9 +579,10 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
     return done;
 }
 
-/* Clean runs long enough to cover a whole page of pagemap entries (512
-   pages) besides their first and last page. */
-#define TABLE_RUN_MIN_PAGES (512 + 2)
+/* Pages of runs release_tables takes out of the bins at a time (at least
+   one run, whatever its length): free memory an allocation meanwhile
+   cannot have, and would map a new chunk for if nothing else fits. */
+#define TABLE_BATCH_PAGES ((size_t)16384)   /* 64 MiB */
 
 size_t td_pageheap_release_tables(uint64_t deadline_ns)
 {
@@ -578,33 +593,41 @@ size_t td_pageheap_release_tables(uint64_t deadline_ns)
     batch.bytes = 0;
     size_t done = 0;
     unsigned fl0, sl0;
-    mapping(TABLE_RUN_MIN_PAGES, &fl0, &sl0);
-    /* A run taken and binned again may merge with a run released
-       meanwhile and carry its flag: bounded, not looped until none is left. */
-    for (int round = 0; round < 8; round++) {
+    mapping(2 + TD_PAGE / sizeof(uintptr_t), &fl0, &sl0);
+    /* Until no run is left (the count), but bounded: a run binned again
+       may merge with one freed meanwhile and carry its flag, and a
+       program freeing big blocks all the time could keep that going. */
+    for (int round = 0; round < 1024; round++) {
         if (deadline_ns != 0 && done != 0 && td_os_now_ns() >= deadline_ns)
             break;
         int nt = 0, cap = td_os_unback_cap();
+        size_t pages = 0;
         td_lock(&ph.lock);
-        /* Only the bins that can hold such a run: the big runs are few,
-           however fragmented the small ones are. */
-        for (unsigned fl = fl0; fl < FL_COUNT && nt < cap; fl++) {
-            for (unsigned sl = fl == fl0 ? sl0 : 0; sl < SL_COUNT && nt < cap; sl++) {
+        /* Only the bins that can hold such a run (the big runs are few,
+           however fragmented the small ones are), and only when the count
+           says one is there. */
+        for (unsigned fl = fl0; fl < FL_COUNT && ph.table_runs != 0; fl++) {
+            for (unsigned sl = fl == fl0 ? sl0 : 0; sl < SL_COUNT; sl++) {
                 span_t *next;
-                for (span_t *s = ph.bins[0][fl][sl]; s != NULL && nt < cap; s = next) {
+                for (span_t *s = ph.bins[0][fl][sl]; s != NULL; s = next) {
                     next = s->next;
-                    if (!s->tables || s->npages < TABLE_RUN_MIN_PAGES)
+                    if (!table_run(s))
                         continue;
                     bin_remove(s);
-                    /* Out of the bins and LARGE while its entries are given
+                    /* Out of the bins and TAKEN while its entries are given
                        back, as in td_pageheap_release: nobody allocates
                        from it, and a neighbour freed meanwhile does not
                        merge into it (which would write its entries). */
-                    s->kind = TD_SPAN_LARGE;
+                    s->kind = TD_SPAN_TAKEN;
                     taken[nt++] = s;
+                    pages += s->npages;
+                    if (nt == cap || pages >= TABLE_BATCH_PAGES || ph.table_runs == 0)
+                        goto full;
                 }
             }
         }
+    full:
+        ph.taken_pages += pages;
         td_unlock(&ph.lock);
         if (nt == 0)
             break;
@@ -614,6 +637,7 @@ size_t td_pageheap_release_tables(uint64_t deadline_ns)
         td_os_unback_flush(&batch);
         done += bytes;
         td_lock(&ph.lock);
+        ph.taken_pages -= pages;
         ph.tables_released += bytes;
         for (int i = 0; i < nt; i++) {
             taken[i]->tables = 0;
@@ -735,7 +759,7 @@ void td_pageheap_stats(td_pageheap_stats_t *st)
 {
     td_lock(&ph.lock);
     st->mapped = ph.mapped_pages << TD_PAGE_SHIFT;
-    st->free = ph.free_pages << TD_PAGE_SHIFT;
+    st->free = (ph.free_pages + ph.taken_pages) << TD_PAGE_SHIFT;   /* taken: free too */
     st->free_dirty = ph.free_dirty_pages << TD_PAGE_SHIFT;
     st->slab = ph.slab_pages << TD_PAGE_SHIFT;
     st->large = ph.large_pages << TD_PAGE_SHIFT;
@@ -764,7 +788,7 @@ void td_pageheap_walk(void (*fn)(span_t *s, void *arg), void *arg)
 void td_pageheap_validate(void)
 {
     td_lock(&ph.lock);
-    size_t free_pages = 0, dirty = 0;
+    size_t free_pages = 0, dirty = 0, table_runs = 0;
     for (unsigned k = 0; k < 2; k++)
     for (unsigned f = 0; f < FL_COUNT; f++)
         for (unsigned l = 0; l < SL_COUNT; l++) {
@@ -783,6 +807,7 @@ void td_pageheap_validate(void)
                            "free runs not coalesced");
                 TIDE_CHECK((s->ndirty == 0 || s->ndirty == s->npages) && "dirty not all-or-none");
                 free_pages += s->npages;
+                table_runs += table_run(s);
             }
         }
     for (unsigned k = 0; k < 2; k++)
@@ -797,6 +822,7 @@ void td_pageheap_validate(void)
     }
     TIDE_CHECK(ph.dirty_tail == last && "dirty list tail");
     TIDE_CHECK(free_pages == ph.free_pages && "free page count");
+    TIDE_CHECK(table_runs == ph.table_runs && "count of runs with entry pages to give back");
     size_t binned_dirty = 0;
     for (unsigned f = 0; f < FL_COUNT; f++)
         for (unsigned l = 0; l < SL_COUNT; l++)

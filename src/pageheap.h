@@ -87,12 +87,16 @@ static inline size_t td_release_batch_pages(uint64_t deadline_ns)
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns);
 
 /* Gives back the pages of pagemap entries (tree and flat table) under the
-   interiors of clean free runs of more than 512 pages that were handed
-   out since this last looked at them (span_t.tables): those entries are
-   all NULL, and every page of them kept resident costs 4 KiB per 2 MiB of
-   heap that once held data (td_pagemap_unback_interior). Takes such runs
-   out of the bins, up to td_os_unback_cap() at a time, and unbacks with
-   the lock dropped, as td_pageheap_release does, under the same
+   interiors of clean free runs that hold a whole page of them besides
+   their first and last page (td_pagemap_has_interior_page: 514 pages or
+   more) and were handed out since this last looked at them
+   (span_t.tables): those entries are all NULL, and every page of them
+   kept resident costs 4 KiB per 2 MiB of heap that once held data
+   (td_pagemap_unback_interior). A count of such runs makes a call with
+   none O(1). Takes them out of the bins as TAKEN spans, up to
+   td_os_unback_cap() runs or 64 MiB (at least one run) at a time, and
+   unbacks with the lock dropped, as td_pageheap_release does: an
+   allocation meanwhile takes another run or maps a new chunk. Same
    one-caller rule; stops between batches once the deadline (0: none) has
    passed. Returns the bytes of entries unbacked. */
 size_t td_pageheap_release_tables(uint64_t deadline_ns);

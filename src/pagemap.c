@@ -95,7 +95,7 @@ void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s)
 size_t td_pagemap_unback_interior(td_unback_batch_t *b, uintptr_t start, size_t npages)
 {
     const uintptr_t per = TD_PAGE / sizeof(uintptr_t);   /* entries in a page of them */
-    if (npages < 2)
+    if (!td_pagemap_has_interior_page(start, npages))
         return 0;
     uintptr_t first = (start >> TD_PAGE_SHIFT) + 1;          /* page numbers */
     uintptr_t end = (start >> TD_PAGE_SHIFT) + npages - 1;   /* the last page keeps its entry */

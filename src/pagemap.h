@@ -7,8 +7,10 @@
  * td_span_new/delete) that serves every descriptor the allocator needs from
  * its own mappings. Nothing here is ever unmapped, so a stale span_t
  * pointer read by a buggy caller never faults; the only memory given back
- * is pages of the tree and of the flat table that hold nothing but NULL
- * entries (td_pagemap_unback_interior), which read as NULL again.
+ * is pages of the tree and of the flat table under the interior of a free
+ * run, whose own entries there are all NULL and read as NULL again
+ * (td_pagemap_unback_interior; a flat-table page may also hold hints of
+ * pages 2^44 bytes away, which are only hints).
  *
  * Which pages have an entry (the pagemap invariant):
  *  - every page of a SLAB span (a free may point anywhere inside it);
@@ -30,7 +32,11 @@
 
 struct heap_s;
 
-enum { TD_SPAN_FREE = 0, TD_SPAN_SLAB = 1, TD_SPAN_LARGE = 2, TD_SPAN_HUGE = 3 };
+/* TAKEN: a free run out of the bins while the release layer unbacks its
+   pages or its entries (pageheap.c) with no lock held: no neighbour merges
+   into it, nothing allocates from it, and to everything else (stats, bad
+   frees) it is free memory. */
+enum { TD_SPAN_FREE = 0, TD_SPAN_SLAB = 1, TD_SPAN_LARGE = 2, TD_SPAN_HUGE = 3, TD_SPAN_TAKEN = 4 };
 /* Slab states, owner-only (heap layer). */
 enum { TD_SLAB_CUR = 1, TD_SLAB_PARTIAL = 2, TD_SLAB_FULL = 3, TD_SLAB_SPARE = 4 };
 
@@ -76,7 +82,9 @@ typedef struct span_s {
                                    owner may still be inside one pop from it (heap.c) */
     uint8_t tables;             /* FREE: 1 if pagemap pages under its interior may be
                                    resident (it was handed out since they were last
-                                   given back: td_pageheap_release_tables) */
+                                   given back: td_pageheap_release_tables); set when a
+                                   span is freed, inherited by split pieces, ORed by
+                                   merges; meaningless while handed out */
     uint32_t park_memo;         /* SLAB: hash of both list heads when parking last
                                    looked (0: never): unchanged, nothing new to park */
     uint64_t parked[3];         /* SLAB: bit p: page p is parked (slabs of <= 192 pages) */
@@ -184,6 +192,16 @@ void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s);
    page may also hold the hint of a page 2^44 bytes away; losing one only
    sends that page's frees to the tree. Returns the bytes added. */
 size_t td_pagemap_unback_interior(td_unback_batch_t *b, uintptr_t start, size_t npages);
+/* True if td_pagemap_unback_interior would find a whole page of entries
+   in that run. */
+static inline bool td_pagemap_has_interior_page(uintptr_t start, size_t npages)
+{
+    const uintptr_t per = TD_PAGE / sizeof(uintptr_t);
+    if (npages < 2 + per)
+        return false;
+    uintptr_t first = (start >> TD_PAGE_SHIFT) + 1, end = (start >> TD_PAGE_SHIFT) + npages - 1;
+    return ((first + per - 1) & ~(per - 1)) < (end & ~(per - 1));
+}
 
 /* Metadata memory: zeroed, 64-byte aligned, never freed. NULL when the OS
    refuses. Takes the meta lock (never held across mmap). */

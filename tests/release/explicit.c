@@ -24,10 +24,11 @@
  *                        thread freed: tide_release from its owner gives
  *                        it back (its remote frees are nobody's to
  *                        announce, and its free list was not empty)
- *   t_release_tables     after 512 MiB of 1 MiB blocks is freed, a release
+ *   t_release_tables     after 1 GiB of 1 MiB blocks is freed, a release
  *                        leaves RSS within 1 MiB of where it was before
  *                        them: the pagemap pages their entries were on go
- *                        back too (2 MiB of them stayed before)
+ *                        back too (4 MiB of them stayed before: 2 MiB of
+ *                        tree leaves and 2 MiB of flat table)
  *   t_malloc_trim        malloc_trim(0) returns 1 when something was
  *                        released, 0 when nothing was left; malloc_trim(pad)
  *                        keeps about pad bytes
@@ -354,7 +355,7 @@ static int sub_release_reused_remote(void)
 }
 
 /* Pointers in .bss: the test must not malloc its bookkeeping. */
-enum { TABLES_N = 512 };
+enum { TABLES_N = 1024 };
 static void *tables_blocks[TABLES_N];
 
 static int sub_release_tables(void)
@@ -370,12 +371,12 @@ static int sub_release_tables(void)
         free(tables_blocks[i]);
     long before = rel_rss();
     CHECKF(before - rss0 >= (long)(3 * MIB),
-           "512 blocks of 1 MiB, a page of each written, then freed: RSS %ld -> %ld KiB",
+           "1024 blocks of 1 MiB, a page of each written, then freed: RSS %ld -> %ld KiB",
            rss0 / (long)KIB, before / (long)KIB);
     rel_release(SIZE_MAX, 0);
     long after = rel_rss();
     CHECKF(after - rss0 <= (long)MIB,
-           "512 MiB of 1 MiB blocks freed and released: RSS %ld KiB before them, %ld KiB "
+           "1 GiB of 1 MiB blocks freed and released: RSS %ld KiB before them, %ld KiB "
            "after (the pagemap's pages under the freed runs stayed resident?)",
            rss0 / (long)KIB, after / (long)KIB);
     return 0;

@@ -268,6 +268,8 @@ int main(int argc, char **argv)
                 td_pageheap_validate();
             if (i % 4096 == 0)
                 td_pageheap_release(SIZE_MAX, 0, 0);
+            if (i % 4096 == 2048)
+                td_pageheap_release_tables(0);   /* entry pages zeroed by the fake */
         }
         CHECK_MSG(bad_len == 0, "%d slab runs of the wrong length for their state", bad_len);
         CHECK_MSG(bad_zero2 == 0, "%d clean slab runs not zero", bad_zero2);
