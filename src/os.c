@@ -347,11 +347,10 @@ void td_os_advise_huge(void *p, size_t bytes)
     errno = saved;
 }
 
-void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes, void *dest)
+void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes, bool may_move)
 {
     int saved = errno;
-    void *q = dest == NULL ? mremap(p, old_bytes, new_bytes, 0)
-                           : mremap(p, old_bytes, new_bytes, MREMAP_MAYMOVE | MREMAP_FIXED, dest);
+    void *q = mremap(p, old_bytes, new_bytes, may_move ? MREMAP_MAYMOVE : 0);
     errno = saved;
     return q == MAP_FAILED ? NULL : q;
 }

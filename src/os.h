@@ -71,12 +71,11 @@ bool td_os_balloon_reports(const char *dir);
 bool td_os_membarrier(void);
 bool td_os_membarrier_ready(void);
 void td_os_set_membarrier(bool on);
-/* Requires: p, old_bytes from td_os_map. With dest NULL, resizes in place
-   only; else moves the pages onto dest, a mapping of new_bytes the caller
-   made (mremap MREMAP_FIXED: it replaces that mapping, and the old range
-   is unmapped). Returns p or dest, or NULL: the old mapping is then intact
-   (and dest too). */
-void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes, void *dest);
+/* Requires: p, old_bytes from td_os_map. Resizes in place, or with
+   may_move anywhere (the old range is then unmapped, and free for any
+   other mapping, as soon as it returns). Returns the new address, or NULL:
+   the old mapping is then intact. */
+void *td_os_remap(void *p, size_t old_bytes, size_t new_bytes, bool may_move);
 
 /* Most bytes of address space an index that is mostly never touched may
    take with td_os_map: unlimited unless strict overcommit (mode 2, where

@@ -722,28 +722,29 @@ bool td_pageheap_remap_huge(span_t *s, size_t bytes)
     if (len == s->bytes)
         return true;
     /* In place first (a shrink always is): the start and its entry stay. */
-    void *q = td_os_remap((void *)s->start, s->bytes, len, NULL);
+    void *q = td_os_remap((void *)s->start, s->bytes, len, false);
     if (q == NULL) {
-        /* Moving: onto a range mapped, and given its leaf, first, so that
-           nothing can fail once the block has moved. The old entry goes
-           before the move: once mremap returns, the old range can be
-           another thread's new mapping, whose entry a clear would wipe
-           (found in review: a live huge block of another thread became
-           "invalid pointer"). */
-        void *dest = td_os_map(len, 0);
-        if (dest == NULL)
+        /* Moving. The old entry goes before the move: once mremap
+           returns, the old range can be another thread's new mapping,
+           whose entry a clear would wipe (found in review: a live huge
+           block of another thread became "invalid pointer"). A leaf is
+           had first, so that nothing can fail once the block has moved.
+           (Moving onto a range mapped first, MREMAP_FIXED, was a second
+           review's catch: Linux 6.10 and older unmap that range before
+           checks that can still fail, and another thread can map there.) */
+        void *leaf = td_pagemap_leaf_take();
+        if (leaf == NULL)
             return false;
-        if (!td_pagemap_ensure((uintptr_t)dest, len)) {
-            td_os_unmap(dest, len);
-            return false;
-        }
         td_pagemap_set(s->start, NULL);
-        q = td_os_remap((void *)s->start, s->bytes, len, dest);
+        q = td_os_remap((void *)s->start, s->bytes, len, true);
         if (q == NULL) {
             td_pagemap_set(s->start, s);   /* still ours: nothing moved */
-            td_os_unmap(dest, len);
+            td_pagemap_leaf_give(leaf);
             return false;
         }
+        if (!td_pagemap_ensure_with((uintptr_t)q, leaf))
+            td_fatal("realloc: mremap moved a block to %p, outside the address range "
+                     "tidemalloc maps", q);
     }
     td_lock(&ph.lock);
     ph.huge_bytes = ph.huge_bytes - s->bytes + len;

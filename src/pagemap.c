@@ -71,6 +71,40 @@ bool td_pagemap_ensure(uintptr_t start, size_t bytes)
     return true;
 }
 
+#define LEAF_BYTES (TD_PM_LEAF_LEN * sizeof(span_t *))
+static void *spare_leaf;   /* zeroed, never published; __atomic */
+
+void *td_pagemap_leaf_take(void)
+{
+    void *l = __atomic_exchange_n(&spare_leaf, NULL, __ATOMIC_ACQUIRE);
+    return l != NULL ? l : td_os_map(LEAF_BYTES, 0);
+}
+
+void td_pagemap_leaf_give(void *leaf)
+{
+    void *expect = NULL;
+    if (!__atomic_compare_exchange_n(&spare_leaf, &expect, leaf, false, __ATOMIC_RELEASE,
+                                     __ATOMIC_RELAXED))
+        td_os_unmap(leaf, LEAF_BYTES);
+}
+
+bool td_pagemap_ensure_with(uintptr_t addr, void *leaf)
+{
+    uintptr_t i = addr >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS);
+    if (i >= TD_PM_ROOT_LEN) {
+        td_pagemap_leaf_give(leaf);
+        return false;
+    }
+    flat_init();   /* may find no table: hints then stay empty */
+    span_t **expect = NULL;
+    /* Release: the leaf's zero contents are visible before the leaf. */
+    if (__atomic_load_n(&td_pagemap_root[i], __ATOMIC_ACQUIRE) != NULL ||
+        !__atomic_compare_exchange_n(&td_pagemap_root[i], &expect, (span_t **)leaf, false,
+                                     __ATOMIC_RELEASE, __ATOMIC_ACQUIRE))
+        td_pagemap_leaf_give(leaf);
+    return true;
+}
+
 void td_pagemap_set(uintptr_t addr, span_t *s)
 {
     span_t **leaf = td_pagemap_root[addr >> (TD_PAGE_SHIFT + TD_PM_LEAF_BITS)];

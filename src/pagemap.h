@@ -178,6 +178,15 @@ static inline span_t *td_pagemap_hint(const void *p)
 /* Creates the leaves covering [start, start+bytes). False if out of memory
    or outside the covered address range. Call before any set in that range. */
 bool td_pagemap_ensure(uintptr_t start, size_t bytes);
+/* For a caller that must create addr's leaf after a step it cannot undo
+   (a huge block moved by mremap): td_pagemap_leaf_take gets a zeroed leaf
+   first (a kept spare, or a new mapping; NULL if the OS refuses), and
+   td_pagemap_ensure_with makes addr's leaf exist with it if none does, or
+   gives it back (td_pagemap_leaf_give: kept as the spare, or unmapped).
+   ensure_with fails only for an address above the tree's 47 bits. */
+void *td_pagemap_leaf_take(void);
+void td_pagemap_leaf_give(void *leaf);
+bool td_pagemap_ensure_with(uintptr_t addr, void *leaf);
 /* Requires: td_pagemap_ensure covered addr. */
 void td_pagemap_set(uintptr_t addr, span_t *s);
 void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s);

@@ -74,7 +74,7 @@ void td_os_unback_flush(td_unback_batch_t *b)
 void td_os_set_unback_batch(bool on) { (void)on; }
 int td_os_unback_cap(void) { return TD_UNBACK_MAX; }
 void td_os_advise_huge(void *p, size_t bytes) { (void)p; (void)bytes; }
-void *td_os_remap(void *p, size_t o, size_t n, void *d) { (void)p; (void)o; (void)n; (void)d; return NULL; }
+void *td_os_remap(void *p, size_t o, size_t n, bool m) { (void)p; (void)o; (void)n; (void)m; return NULL; }
 size_t td_os_page_size(void) { return 4096; }
 size_t td_os_reserve_cap(void) { return (size_t)16 << 20; }   /* the arena is small */
 size_t td_os_hugepage_size(void) { return 2u << 20; }
