@@ -31,7 +31,8 @@ static struct {
     size_t mapped_pages, free_pages, free_dirty_pages, slab_pages, large_pages;
     size_t huge_bytes, huge_count, released_bytes;
     size_t tables_released;             /* pagemap bytes given back (release_tables) */
-    size_t table_runs;                  /* binned runs release_tables would take */
+    size_t table_runs;                  /* binned runs release_tables would take ... */
+    span_t *table_list;                 /* ... linked through dprev/dnext (clean runs only) */
     size_t taken_pages;                 /* in TAKEN runs: free, out of the bins for a while */
 } ph;
 
@@ -127,7 +128,15 @@ static void bin_insert(span_t *s)
     ph.free_pages += s->npages;
     if (s->ndirty)
         dirty_insert(s);
-    ph.table_runs += table_run(s);
+    if (table_run(s)) {
+        /* Clean: the dirty list's links are free for this one. */
+        s->dprev = NULL;
+        s->dnext = ph.table_list;
+        if (s->dnext)
+            s->dnext->dprev = s;
+        ph.table_list = s;
+        ph.table_runs++;
+    }
 }
 
 static void bin_remove(span_t *s)
@@ -149,7 +158,16 @@ static void bin_remove(span_t *s)
     ph.free_pages -= s->npages;
     if (s->ndirty)
         dirty_remove(s);
-    ph.table_runs -= table_run(s);
+    if (table_run(s)) {
+        if (s->dprev)
+            s->dprev->dnext = s->dnext;
+        else
+            ph.table_list = s->dnext;
+        if (s->dnext)
+            s->dnext->dprev = s->dprev;
+        s->dprev = s->dnext = NULL;
+        ph.table_runs--;
+    }
 }
 
 static span_t *bin_find_in(unsigned k, unsigned fl, unsigned sl, size_t n)
@@ -592,8 +610,6 @@ size_t td_pageheap_release_tables(uint64_t deadline_ns)
     batch.n = 0;
     batch.bytes = 0;
     size_t done = 0;
-    unsigned fl0, sl0;
-    mapping(2 + TD_PAGE / sizeof(uintptr_t), &fl0, &sl0);
     /* Until no run is left (the count), but bounded: a run binned again
        may merge with one freed meanwhile and carry its flag, and a
        program freeing big blocks all the time could keep that going. */
@@ -603,30 +619,18 @@ size_t td_pageheap_release_tables(uint64_t deadline_ns)
         int nt = 0, cap = td_os_unback_cap();
         size_t pages = 0;
         td_lock(&ph.lock);
-        /* Only the bins that can hold such a run (the big runs are few,
-           however fragmented the small ones are), and only when the count
-           says one is there. */
-        for (unsigned fl = fl0; fl < FL_COUNT && ph.table_runs != 0; fl++) {
-            for (unsigned sl = fl == fl0 ? sl0 : 0; sl < SL_COUNT; sl++) {
-                span_t *next;
-                for (span_t *s = ph.bins[0][fl][sl]; s != NULL; s = next) {
-                    next = s->next;
-                    if (!table_run(s))
-                        continue;
-                    bin_remove(s);
-                    /* Out of the bins and TAKEN while its entries are given
-                       back, as in td_pageheap_release: nobody allocates
-                       from it, and a neighbour freed meanwhile does not
-                       merge into it (which would write its entries). */
-                    s->kind = TD_SPAN_TAKEN;
-                    taken[nt++] = s;
-                    pages += s->npages;
-                    if (nt == cap || pages >= TABLE_BATCH_PAGES || ph.table_runs == 0)
-                        goto full;
-                }
-            }
+        /* From the list of such runs: no walk over runs with nothing to do. */
+        while (ph.table_list != NULL && nt < cap && pages < TABLE_BATCH_PAGES) {
+            span_t *s = ph.table_list;
+            bin_remove(s);   /* off the list too */
+            /* Out of the bins and TAKEN while its entries are given back,
+               as in td_pageheap_release: nobody allocates from it, and a
+               neighbour freed meanwhile does not merge into it (which
+               would write its entries). */
+            s->kind = TD_SPAN_TAKEN;
+            taken[nt++] = s;
+            pages += s->npages;
         }
-    full:
         ph.taken_pages += pages;
         td_unlock(&ph.lock);
         if (nt == 0)
@@ -647,6 +651,14 @@ size_t td_pageheap_release_tables(uint64_t deadline_ns)
         td_unlock(&ph.lock);
     }
     return done;
+}
+
+bool td_pageheap_tables_pending(void)
+{
+    td_lock(&ph.lock);
+    bool any = ph.table_list != NULL;
+    td_unlock(&ph.lock);
+    return any;
 }
 
 size_t td_pageheap_tables_released(void)
@@ -824,6 +836,13 @@ void td_pageheap_validate(void)
     TIDE_CHECK(ph.dirty_tail == last && "dirty list tail");
     TIDE_CHECK(free_pages == ph.free_pages && "free page count");
     TIDE_CHECK(table_runs == ph.table_runs && "count of runs with entry pages to give back");
+    size_t listed = 0;
+    for (span_t *s = ph.table_list; s != NULL; s = s->dnext) {
+        TIDE_CHECK(s->kind == TD_SPAN_FREE && table_run(s) && "table list holds a run it should not");
+        TIDE_CHECK((s->dnext == NULL || s->dnext->dprev == s) && "table list links");
+        TIDE_CHECK(++listed <= table_runs && "table list longer than its count");
+    }
+    TIDE_CHECK(listed == table_runs && "table list shorter than its count");
     size_t binned_dirty = 0;
     for (unsigned f = 0; f < FL_COUNT; f++)
         for (unsigned l = 0; l < SL_COUNT; l++)

@@ -92,14 +92,17 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
    more) and were handed out since this last looked at them
    (span_t.tables): those entries are all NULL, and every page of them
    kept resident costs 4 KiB per 2 MiB of heap that once held data
-   (td_pagemap_unback_interior). A count of such runs makes a call with
-   none O(1). Takes them out of the bins as TAKEN spans, up to
+   (td_pagemap_unback_interior). Such runs are kept on a list (through
+   the dirty list's links, unused in clean runs), so the call looks at
+   no other run. Takes them out of the bins as TAKEN spans, up to
    td_os_unback_cap() runs or 64 MiB (at least one run) at a time, and
    unbacks with the lock dropped, as td_pageheap_release does: an
    allocation meanwhile takes another run or maps a new chunk. Same
    one-caller rule; stops between batches once the deadline (0: none) has
    passed. Returns the bytes of entries unbacked. */
 size_t td_pageheap_release_tables(uint64_t deadline_ns);
+/* True if runs are left for td_pageheap_release_tables. */
+bool td_pageheap_tables_pending(void);
 /* Bytes td_pageheap_release_tables gave back so far. */
 size_t td_pageheap_tables_released(void);
 

@@ -94,7 +94,9 @@ typedef struct span_s {
     size_t bytes;               /* HUGE: mapping length; LARGE: usable bytes */
     struct span_s *prev, *next; /* FREE: TLSF bin; SLAB: heap's partial list */
     union {
-        struct {                  /* FREE with ndirty>0: the dirty list */
+        struct {                  /* FREE with ndirty>0: the dirty list; clean FREE
+                                     runs with entry pages to give back: the
+                                     page heap's table list */
             struct span_s *dprev, *dnext;
         };
         struct {                  /* SLAB, sweeper under the heap lock (heap.c) */

@@ -156,6 +156,7 @@ static bool release_pass(uint32_t older_than, size_t max_bytes, uint64_t deadlin
             td_unlock(&sweep_lock);
         }
     }
+    pending |= td_pageheap_tables_pending();   /* out of time, or runs freed meanwhile */
     *released = parked + done;
     return pending || td_pageheap_dirty(NULL) != 0;
 }
