@@ -208,12 +208,19 @@ void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes)
 
 void td_os_unback_flush(td_unback_batch_t *b)
 {
-    int n = b->n, i = 0;
+    td_os_unback_vec(b->v, b->n);
+    b->n = 0;
+    b->bytes = 0;
+}
+
+void td_os_unback_vec(struct iovec *v, int n)
+{
+    int i = 0;
     if (n == 0)
         return;
     int saved = errno;
     if (n > 1 && __atomic_load_n(&batch_state, __ATOMIC_RELAXED)) {
-        long got = syscall(SYS_process_madvise, TD_PIDFD_SELF, b->v, (size_t)n, purge_advice, 0u);
+        long got = syscall(SYS_process_madvise, TD_PIDFD_SELF, v, (size_t)n, purge_advice, 0u);
         if (got < 0) {
             if (errno == EBADF || errno == EINVAL || errno == ENOSYS || errno == EPERM)
                 __atomic_store_n(&batch_state, 0, __ATOMIC_RELAXED);
@@ -221,15 +228,12 @@ void td_os_unback_flush(td_unback_batch_t *b)
             /* It stops at the first range it could not advise: skip the
                whole ranges done and do the rest one by one. */
             size_t left = (size_t)got;
-            while (i < n && left >= b->v[i].iov_len)
-                left -= b->v[i++].iov_len;
+            while (i < n && left >= v[i].iov_len)
+                left -= v[i++].iov_len;
         }
     }
     for (; i < n; i++)
-        unback_one((uintptr_t)b->v[i].iov_base,
-                   (uintptr_t)b->v[i].iov_base + b->v[i].iov_len);
-    b->n = 0;
-    b->bytes = 0;
+        unback_one((uintptr_t)v[i].iov_base, (uintptr_t)v[i].iov_base + v[i].iov_len);
     errno = saved;
 }
 

@@ -48,6 +48,8 @@ void td_os_unback_add(td_unback_batch_t *b, void *p, size_t bytes);
    flush stays about as long either way). */
 int td_os_unback_cap(void);
 void td_os_unback_flush(td_unback_batch_t *b);
+/* Unbacks n page-aligned ranges now, as one batch. */
+void td_os_unback_vec(struct iovec *v, int n);
 /* false: one madvise per range always (TIDEMALLOC_CONF process_madvise). */
 void td_os_set_unback_batch(bool on);
 /* Asks for transparent huge pages on [p, p + bytes) (MADV_HUGEPAGE), as

@@ -691,7 +691,11 @@ span_t *td_pageheap_alloc_huge(size_t bytes, size_t align)
     size_t len = td_align_up(bytes, TD_PAGE);
     if (len < bytes)
         return NULL;
-    void *mem = td_os_map(len, align);
+    /* On a boundary of the 2 MiB a page of entries covers, so that its
+       entry pages can go back when it is freed (td_pagemap_unback_block);
+       also where transparent huge pages can back it from its first byte. */
+    size_t cover = (TD_PAGE / sizeof(uintptr_t)) << TD_PAGE_SHIFT;
+    void *mem = td_os_map(len, align > cover ? align : cover);
     if (mem == NULL)
         return NULL;
     td_os_advise_huge(mem, len);
@@ -717,6 +721,7 @@ span_t *td_pageheap_alloc_huge(size_t bytes, size_t align)
 void td_pageheap_free_huge(span_t *s)
 {
     td_pagemap_set(s->start, NULL);
+    td_pagemap_unback_block(s->start, s->npages);   /* while the range is still ours */
     td_lock(&ph.lock);
     ph.huge_bytes -= s->bytes;
     ph.huge_count--;

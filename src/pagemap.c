@@ -170,6 +170,26 @@ size_t td_pagemap_unback_interior(td_unback_batch_t *b, uintptr_t start, size_t 
     return bytes;
 }
 
+void td_pagemap_unback_block(uintptr_t start, size_t npages)
+{
+    const uintptr_t per = TD_PAGE / sizeof(uintptr_t);
+    uintptr_t pg = start >> TD_PAGE_SHIFT;
+    if ((pg & (per - 1)) != 0 || npages < per)
+        return;
+    struct iovec v[2];
+    int n = 0;
+    uintptr_t li = pg >> TD_PM_LEAF_BITS;
+    span_t **leaf = li < TD_PM_ROOT_LEN ? __atomic_load_n(&td_pagemap_root[li], __ATOMIC_ACQUIRE)
+                                        : NULL;
+    if (leaf != NULL)
+        v[n++] = (struct iovec){ &leaf[pg & (TD_PM_LEAF_LEN - 1)], TD_PAGE };
+    uintptr_t *t = __atomic_load_n(&td_pagemap_flat, __ATOMIC_ACQUIRE);
+    uintptr_t mask = t[-1];
+    if (mask == ((uintptr_t)1 << TD_PM_FLAT_BITS) - 1 && mask >= per - 1)
+        v[n++] = (struct iovec){ &t[pg & mask], TD_PAGE };
+    td_os_unback_vec(v, n);
+}
+
 void *td_meta_alloc(size_t bytes)
 {
     /* 64-byte granules: descriptors and heaps start on a cache line, as

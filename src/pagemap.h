@@ -203,6 +203,13 @@ void td_pagemap_set_range(uintptr_t addr, size_t npages, span_t *s);
    page may also hold the hint of a page 2^44 bytes away; losing one only
    sends that page's frees to the tree. Returns the bytes added. */
 size_t td_pagemap_unback_interior(td_unback_batch_t *b, uintptr_t start, size_t npages);
+/* For a huge block about to be unmapped, whose only entry (its first
+   page's) is cleared: if it starts on a 2 MiB boundary and is at least
+   that long, the page of tree entries and the page of flat-table entries
+   that hold that entry hold no other (the rest of those 2 MiB is the
+   block's own), and they are unbacked now, before the range can be
+   another mapping's. Otherwise nothing. */
+void td_pagemap_unback_block(uintptr_t start, size_t npages);
 /* True if td_pagemap_unback_interior would find a whole page of entries
    in that run. */
 static inline bool td_pagemap_has_interior_page(uintptr_t start, size_t npages)

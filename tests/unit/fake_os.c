@@ -71,6 +71,11 @@ void td_os_unback_flush(td_unback_batch_t *b)
     b->n = 0;
     b->bytes = 0;
 }
+void td_os_unback_vec(struct iovec *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        td_os_unback(v[i].iov_base, v[i].iov_len);
+}
 void td_os_set_unback_batch(bool on) { (void)on; }
 int td_os_unback_cap(void) { return TD_UNBACK_MAX; }
 void td_os_advise_huge(void *p, size_t bytes) { (void)p; (void)bytes; }

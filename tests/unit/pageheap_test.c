@@ -133,6 +133,22 @@ int main(int argc, char **argv)
         td_pageheap_validate();
     }
 
+    /* A huge block starts on a 2 MiB boundary, and freeing it gives back
+       the page of tree entries that held its entry, and no other. */
+    {
+        span_t *h1 = td_pageheap_alloc_huge((size_t)4 << 20, 16);
+        span_t *h2 = td_pageheap_alloc_huge((size_t)5 << 20, 16);
+        CHECK(h1 && h2 && h1->start % ((size_t)2 << 20) == 0 && h2->start % ((size_t)2 << 20) == 0);
+        CHECK(td_pagemap_get((void *)h1->start) == h1 && td_pagemap_get((void *)h2->start) == h2);
+        size_t b0 = fake_os_unbacked;
+        td_pageheap_free_huge(h1);
+        CHECK_MSG(fake_os_unbacked - b0 == 4096, "freeing a huge block unbacked %zu bytes of "
+                  "entries", fake_os_unbacked - b0);
+        CHECK(td_pagemap_get((void *)h2->start) == h2);
+        td_pageheap_free_huge(h2);
+        td_pageheap_validate();
+    }
+
     /* Decay: dirty runs go back oldest first, only once old enough, and a
        byte budget stops it. Runs are kept apart by live spacers. */
     {
