@@ -525,6 +525,22 @@ bool td_pageheap_resize(span_t *s, size_t npages)
     return true;
 }
 
+/* Bins again the nt runs a release took out (TAKEN, pages in all), lock
+   held: unbacked (their pages read zero now), or with their entry pages
+   given back (tables). They merge with their neighbours as usual. */
+static void rebin_taken(span_t **taken, int nt, size_t pages, bool unbacked)
+{
+    ph.taken_pages -= pages;
+    for (int i = 0; i < nt; i++) {
+        if (unbacked)
+            taken[i]->ndirty = 0;
+        else
+            taken[i]->tables = 0;
+        taken[i]->kind = TD_SPAN_FREE;
+        free_locked(taken[i]);
+    }
+}
+
 size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadline_ns)
 {
     size_t done = 0;
@@ -585,13 +601,8 @@ size_t td_pageheap_release(size_t max_bytes, uint32_t older_than, uint64_t deadl
         done += pages << TD_PAGE_SHIFT;
 
         td_lock(&ph.lock);
-        ph.taken_pages -= pages;
         ph.released_bytes += pages << TD_PAGE_SHIFT;
-        for (int i = 0; i < nt; i++) {
-            taken[i]->ndirty = 0;
-            taken[i]->kind = TD_SPAN_FREE;
-            free_locked(taken[i]);
-        }
+        rebin_taken(taken, nt, pages, true);
         td_unlock(&ph.lock);
     }
     return done;
@@ -641,13 +652,8 @@ size_t td_pageheap_release_tables(uint64_t deadline_ns)
         td_os_unback_flush(&batch);
         done += bytes;
         td_lock(&ph.lock);
-        ph.taken_pages -= pages;
         ph.tables_released += bytes;
-        for (int i = 0; i < nt; i++) {
-            taken[i]->tables = 0;
-            taken[i]->kind = TD_SPAN_FREE;
-            free_locked(taken[i]);
-        }
+        rebin_taken(taken, nt, pages, false);
         td_unlock(&ph.lock);
     }
     return done;
