@@ -67,6 +67,9 @@ typedef struct tide_stats_s {
     size_t released_decay;  /* of released: by the decay (background or slow paths) */
     size_t bg_wakeups;      /* decay passes run so far */
     int bg_running;         /* 1 while the background thread exists */
+    size_t park_scanned;    /* objects whose free mark parking has read so far (live
+                               ones too: the cost of finding free pages in partly
+                               used slabs) */
 } tide_stats_t;
 
 /* Fills *st (at most size bytes of it, for ABI growth). Returns 0. */

@@ -176,6 +176,7 @@ EXPORT int tide_stats(tide_stats_t *out, size_t size)
     st.released_decay = rs.released_decay;
     st.bg_wakeups = rs.passes;
     st.bg_running = rs.bg_running;
+    st.park_scanned = hs.park_scanned;
     memcpy(out, &st, size < sizeof st ? size : sizeof st);
     return 0;
 }

@@ -235,6 +235,7 @@ typedef struct {
     size_t large_bytes;       /* bytes in LARGE blocks */
     size_t nslabs, nlarge;
     size_t heaps, pooled_heaps;
+    size_t park_scanned;      /* objects whose mark parking's scan read, so far */
 } td_heap_stats_t;
 void td_heap_stats(td_heap_stats_t *st);
 

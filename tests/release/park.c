@@ -26,6 +26,11 @@
  *                       the next tide_release returns about the RSS it
  *                       frees (parked pages are not counted, or unbacked,
  *                       a second time)
+ *   t_park_mostly_live  256-byte blocks, 1% of them freed: tide_release reads
+ *                       the marks of at most 2% of them (no slab has two
+ *                       pages' worth of free objects); then 63/64 freed: it
+ *                       reads most of them and RSS falls (tide_stats
+ *                       park_scanned)
  *   t_park_head         256 slabs freed by their owner in address order, so
  *                       that each list head lies on a page with nothing else
  *                       live: those pages are parked too (src/heap.c,
@@ -150,7 +155,8 @@ static bool survivor(const void *p)
 }
 
 /* Which blocks a call works on. */
-enum { SEL_ALL, SEL_SURVIVORS, SEL_DEAD, SEL_DEAD_REMOTE, SEL_DEAD_LOCAL, SEL_EVEN, SEL_ODD };
+enum { SEL_ALL, SEL_SURVIVORS, SEL_DEAD, SEL_DEAD_REMOTE, SEL_DEAD_LOCAL, SEL_EVEN, SEL_ODD,
+       SEL_HUNDREDTH };
 
 static bool selected(const set_t *s, size_t i, int sel)
 {
@@ -163,6 +169,7 @@ static bool selected(const set_t *s, size_t i, int sel)
     case SEL_DEAD_LOCAL: return !survivor(s->p[i]) && i % 3 != 0;
     case SEL_EVEN: return i % 2 == 0;
     case SEL_ODD: return i % 2 == 1;
+    case SEL_HUNDREDTH: return i % 100 == 37;
     default: return true;
     }
 }
@@ -323,6 +330,46 @@ static int sub_park_many_slabs(void)
            "%zu MiB freed by their owner in 256 slabs of 64-byte blocks: "
            "tide_release(SIZE_MAX, 0) dropped RSS by %ld MiB only (returned %zu MiB)",
            freed / MIB, REL_MIB(before - after), r / MIB);
+    set_verify(&A, SEL_ALL);
+    set_free(&A, SEL_ALL);
+    rel_check();
+    set_done(&A);
+    return 0;
+}
+
+/* ---- parking reads objects for the free memory it may find ------------ */
+
+static int sub_park_mostly_live(void)
+{
+    static const size_t sz[] = {256}, by[] = {32 * MIB};
+    set_init(&A, by[0] / sz[0], 13);
+    rel_release(SIZE_MAX, 0);
+    set_alloc(&A, sz, by, 1);
+    set_free(&A, SEL_HUNDREDTH);   /* 1% of each slab: no page to park */
+    rel_stats_t s0, s1, s2;
+    rel_stats(&s0);
+    rel_release(SIZE_MAX, 0);
+    rel_stats(&s1);
+    size_t read = s1.park_scanned - s0.park_scanned;
+    printf("1%% freed: parking read %zu marks of %zu blocks\n", read, A.count);
+    CHECKF(read <= A.count / 50,
+           "%zu blocks of 256 bytes, 1%% of them freed: tide_release read the marks of %zu "
+           "(parking should read objects only in slabs with two pages' worth free)",
+           A.count, read);
+    /* The control: slabs with most objects free are read, and parked. */
+    size_t freed = set_bytes(&A, SEL_DEAD);
+    set_free(&A, SEL_DEAD);
+    long before = rel_rss();
+    rel_release(SIZE_MAX, 0);
+    long after = rel_rss();
+    rel_stats(&s2);
+    read = s2.park_scanned - s1.park_scanned;
+    printf("63/64 freed: parking read %zu marks, RSS fell by %ld MiB\n", read,
+           REL_MIB(before - after));
+    CHECKF(read >= A.count / 2, "63/64 of %zu blocks freed: parking read %zu marks only",
+           A.count, read);
+    CHECKF(before - after >= (long)freed / 2, "%zu MiB freed: RSS fell by %ld MiB only",
+           freed / MIB, REL_MIB(before - after));
     set_verify(&A, SEL_ALL);
     set_free(&A, SEL_ALL);
     rel_check();
@@ -985,6 +1032,12 @@ static void t_park_many_slabs(void)
     rel_run_sub("sub_park_many_slabs", QUIET, 40);
 }
 
+static void t_park_mostly_live(void)
+{
+    rel_need_tide();
+    rel_run_sub("sub_park_mostly_live", QUIET, 40);
+}
+
 static void t_park_head(void)
 {
     rel_need_tide();
@@ -1072,6 +1125,7 @@ static const th_test_t tests[] = {
     TH_TEST(t_park_stress_nobatch),
     TH_TEST(t_park_many_slabs),
     TH_TEST(t_park_release_count),
+    TH_TEST(t_park_mostly_live),
     TH_TEST(t_park_head),
     TH_TEST(t_park_cur),
     TH_TEST(t_park_cur_remote),
@@ -1089,6 +1143,7 @@ static const rel_sub_t subs[] = {
     REL_SUB(sub_park_protected),
     REL_SUB(sub_park_many_slabs),
     REL_SUB(sub_park_release_count),
+    REL_SUB(sub_park_mostly_live),
     REL_SUB(sub_park_head),
     REL_SUB(sub_park_cur),
     REL_SUB(sub_park_cur_remote),

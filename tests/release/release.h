@@ -46,6 +46,7 @@ typedef struct {
     size_t released_decay; /* bytes released by decay / background so far */
     size_t bg_wakeups;     /* passes of the background thread */
     int bg_running;        /* 1 while the background thread exists */
+    size_t park_scanned;   /* objects whose free mark parking has read, so far */
 } rel_stats_t;
 
 #define REL_SENTINEL 0x5a5a5a5a
