@@ -709,20 +709,50 @@ static uint32_t mark_chain(span_t *s, void *head, uint64_t *bits, uint32_t cap)
     return n;
 }
 
+/* Objects that parking took off s's lists: every object overlapping a
+   parked page (phead among them). Counted from the bitmap, O(pages). */
+static uint64_t parked_objects(const span_t *s)
+{
+    if (__atomic_load_n(&s->nparked, __ATOMIC_RELAXED) == 0)
+        return 0;
+    size_t size = td_slab_obj_size(s);
+    uint64_t carved = __atomic_load_n(&s->ncarved, __ATOMIC_RELAXED), n = 0, next = 0;
+    for (size_t pg = 0; pg < s->npages && pg < PARK_MAX_PAGES; pg++) {
+        if (!page_parked(s, pg))
+            continue;
+        uint64_t first = (pg << TD_PAGE_SHIFT) / size;
+        uint64_t last = (((pg + 1) << TD_PAGE_SHIFT) - 1) / size;
+        if (last >= carved)
+            last = carved - 1;   /* parked pages hold carved objects only */
+        if (first < next)
+            first = next;   /* one spanning two parked pages counts once */
+        if (carved == 0 || first > last)
+            continue;
+        n += last - first + 1;
+        next = last + 1;
+    }
+    return n;
+}
+
 /* False if s's lists cannot hold objects enough to fill two pages (the
-   least slab_park's walks act on), counted without reading an object:
-   carved minus handed out (used, as read with the remote word w) bounds
-   the owner list, which parked objects are not on, and w holds the remote
-   list's length. Without it the scan (and the prefetch before it) read a
-   word of every object of any partly used slab, live ones included: a
-   heap of 8 million 256-byte objects with 1% of them freed took 130 ms to
-   trim for nothing (glibc: 60). With it, parking reads objects in
-   proportion to the free memory it may find. */
+   least slab_park's walks act on), counted without reading an object.
+   Carved objects are handed out (used: live ones and remote frees not yet
+   collected, parked ones among these counted in parked_remote), on the
+   owner list, on the remote list, or parked; so the owner list holds
+   carved - used - parked + parked_remote, one more if a free is in flight
+   (used read after the list heads: a free pushes, then decrements), and
+   the remote word w holds the remote list's length. Without this the scan
+   (and the prefetch before it) read a word of every object of any partly
+   used slab, live ones included: a heap of 8 million 256-byte objects
+   with 1% of them freed took 118-130 ms to trim for nothing (glibc: 27).
+   With it, parking reads objects in proportion to the free memory it may
+   find. h->lock held (parked pages and parked_remote). */
 static bool park_may_pay(const span_t *s, int32_t used, uint64_t w)
 {
     uint64_t carved = __atomic_load_n(&s->ncarved, __ATOMIC_RELAXED);
-    uint64_t out = (uint32_t)used & ~(uint32_t)TD_SLAB_FULL_BIT;
-    uint64_t listed = (carved > out ? carved - out : 0) + td_rl_count(w);
+    uint64_t have = carved + __atomic_load_n(&s->parked_remote, __ATOMIC_RELAXED) + 1;
+    uint64_t gone = ((uint32_t)used & ~(uint32_t)TD_SLAB_FULL_BIT) + parked_objects(s);
+    uint64_t listed = (have > gone ? have - gone : 0) + td_rl_count(w);
     return listed * td_slab_obj_size(s) >= 2 * TD_PAGE;
 }
 
@@ -775,7 +805,7 @@ static void prefetch_marks(const span_t *s)
    program protected (mprotect PROT_NONE on a page-aligned block: a
    review's reproducer crashed the sweep), and those classes have few
    objects to walk anyway. */
-static bool scan_marks(const span_t *s)
+static bool scan_marks(const span_t *s, size_t *read)
 {
     size_t size = td_slab_obj_size(s);
     if (size >= TD_PAGE)
@@ -799,10 +829,12 @@ static bool scan_marks(const span_t *s)
             uintptr_t o = s->start + i * size;
             /* An object starting on a parked page is parked: not free,
                and reading it would fault in a zero page. */
-            if (page_parked(s, (i * size) >> TD_PAGE_SHIFT))
+            if (page_parked(s, (i * size) >> TD_PAGE_SHIFT)) {
                 all = false;
-            else
+            } else {
                 all &= __atomic_load_n((uintptr_t *)o + 1, __ATOMIC_RELAXED) == (td_free_key ^ o);
+                (*read)++;
+            }
         }
         found |= all;
     }
@@ -945,7 +977,7 @@ static void park_flush(void) { td_os_unback_flush(&park_batch); }
    bytes. */
 static size_t slab_park(span_t *s)
 {
-    int32_t used0 = __atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* and the owner's earlier list writes */
+    (void)__atomic_load_n(&s->used, __ATOMIC_ACQUIRE);   /* the owner's earlier list writes */
     void *f0 = __atomic_load_n(&s->free, __ATOMIC_ACQUIRE);
     uint64_t w0 = __atomic_load_n(&s->remote, __ATOMIC_ACQUIRE);
     void *r0 = td_rl_head(s, w0);
@@ -961,7 +993,11 @@ static size_t slab_park(span_t *s)
     uint32_t cap = s->nobjs;
     if (cap > PARK_MAX_OBJS)
         return 0;
-    if (!park_may_pay(s, used0, w0))
+    /* used read again after the heads: a free they show has at most its
+       decrement still to come (review: read before them, a burst of frees
+       in between left the bound short, and the memo kept the slab from
+       being looked at again). */
+    if (!park_may_pay(s, __atomic_load_n(&s->used, __ATOMIC_ACQUIRE), w0))
         return 0;
     unpark_head(s, f0, false);   /* a head parked earlier, now below a push */
     /* The walk of the owner list starts at its head, or below it in a
@@ -979,11 +1015,11 @@ static size_t slab_park(span_t *s)
             return 0;
         }
     }
-    if (td_slab_obj_size(s) < TD_PAGE)   /* what scan_marks reads */
-        __atomic_store_n(&park_scanned,
-                         park_scanned + __atomic_load_n(&s->ncarved, __ATOMIC_RELAXED),
-                         __ATOMIC_RELAXED);   /* sweeps only, under the sweep lock */
-    if (!scan_marks(s))
+    size_t read = 0;
+    bool found = scan_marks(s, &read);
+    /* Sweeps only, under the sweep lock: one writer. */
+    __atomic_store_n(&park_scanned, park_scanned + read, __ATOMIC_RELAXED);
+    if (!found)
         return 0;
     size_t words = (cap + 63) / 64;
     uint64_t bits[PARK_MAX_OBJS / 64], fbits[PARK_MAX_OBJS / 64];

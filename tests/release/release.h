@@ -46,7 +46,8 @@ typedef struct {
     size_t released_decay; /* bytes released by decay / background so far */
     size_t bg_wakeups;     /* passes of the background thread */
     int bg_running;        /* 1 while the background thread exists */
-    size_t park_scanned;   /* objects whose free mark parking has read, so far */
+    size_t park_scanned;   /* objects whose free mark parking has read, so far;
+                              SIZE_MAX: the library predates the field */
 } rel_stats_t;
 
 #define REL_SENTINEL 0x5a5a5a5a
@@ -88,6 +89,7 @@ static inline bool rel_stats_try(rel_stats_t *st)
         fn = (rel_stats_fn *)rel_sym("tide_stats");
     memset(st, 0, sizeof *st);
     st->bg_running = REL_SENTINEL;
+    st->park_scanned = SIZE_MAX;
     CHECK(fn(st, sizeof *st) == 0);
     if (st->bg_running == REL_SENTINEL) {
         st->bg_running = 0;
