@@ -721,22 +721,22 @@ static uint64_t parked_objects(const span_t *s)
         if (!page_parked(s, pg))
             continue;
         uint64_t first = (pg << TD_PAGE_SHIFT) / size;
-        uint64_t last = (((pg + 1) << TD_PAGE_SHIFT) - 1) / size;
-        if (last >= carved)
-            last = carved - 1;   /* parked pages hold carved objects only */
+        uint64_t end = (((pg + 1) << TD_PAGE_SHIFT) - 1) / size + 1;   /* objects [first, end) */
         if (first < next)
             first = next;   /* one spanning two parked pages counts once */
-        if (carved == 0 || first > last)
+        if (end > carved)
+            end = carved;   /* parked pages hold carved objects only */
+        if (first >= end)
             continue;
-        n += last - first + 1;
-        next = last + 1;
+        n += end - first;
+        next = end;
     }
     return n;
 }
 
-/* False if s's lists cannot hold objects enough to fill two pages (the
-   least slab_park's walks act on), counted without reading an object.
-   Carved objects are handed out (used: live ones and remote frees not yet
+/* An upper bound on the objects on s's two lists, counted without
+   reading an object; park_may_pay: false if they cannot fill two pages
+   (the least slab_park's walks act on). Carved objects are handed out (used: live ones and remote frees not yet
    collected, parked ones among these counted in parked_remote), on the
    owner list, on the remote list, or parked; so the owner list holds
    carved - used - parked + parked_remote, one more if a free is in flight
@@ -747,13 +747,17 @@ static uint64_t parked_objects(const span_t *s)
    with 1% of them freed took 118-130 ms to trim for nothing (glibc: 27).
    With it, parking reads objects in proportion to the free memory it may
    find. h->lock held (parked pages and parked_remote). */
-static bool park_may_pay(const span_t *s, int32_t used, uint64_t w)
+static uint64_t park_listed_bound(const span_t *s, int32_t used, uint64_t w)
 {
     uint64_t carved = __atomic_load_n(&s->ncarved, __ATOMIC_RELAXED);
     uint64_t have = carved + __atomic_load_n(&s->parked_remote, __ATOMIC_RELAXED) + 1;
     uint64_t gone = ((uint32_t)used & ~(uint32_t)TD_SLAB_FULL_BIT) + parked_objects(s);
-    uint64_t listed = (have > gone ? have - gone : 0) + td_rl_count(w);
-    return listed * td_slab_obj_size(s) >= 2 * TD_PAGE;
+    return (have > gone ? have - gone : 0) + td_rl_count(w);
+}
+
+static bool park_may_pay(const span_t *s, int32_t used, uint64_t w)
+{
+    return park_listed_bound(s, used, w) * td_slab_obj_size(s) >= 2 * TD_PAGE;
 }
 
 /* Prefetches the lines holding the marks of every carved object of s
@@ -1030,6 +1034,10 @@ static size_t slab_park(span_t *s)
     for (size_t w = 0; w < words; w++)
         bits[w] |= fbits[w];
     TIDE_CHECK(nr == td_rl_count(w0) && "remote list's count is not its length");
+    /* used read now: later frees only raise the bound, and a pop in
+       flight (detached slab) takes an object the walk left out. */
+    TIDE_ASSERT(nf + nr <= park_listed_bound(s, __atomic_load_n(&s->used, __ATOMIC_ACQUIRE), w0) &&
+                "park_may_pay's bound is below the lists' length");
     if ((size_t)(nf + nr) * td_slab_obj_size(s) < 2 * TD_PAGE)
         return 0;
 
@@ -1217,7 +1225,6 @@ static void notify_splice(heap_t *h, span_t *first, span_t *last)
 
 #define SWEEP_ROUND 64   /* slabs examined per hold of a heap lock */
 
-/* What a look at a current slab remembers: its owner list and count. */
 /* park_memo of a listed slab's heads as they are now (the owner pushes
    onto free without the lock). */
 static inline uint32_t list_memo(const span_t *s)
@@ -1226,6 +1233,7 @@ static inline uint32_t list_memo(const span_t *s)
                      __atomic_load_n(&s->remote, __ATOMIC_RELAXED));
 }
 
+/* What a look at a current slab remembers: its owner list and count. */
 static inline uint32_t cur_memo(const span_t *s)
 {
     return park_memo(__atomic_load_n(&s->free, __ATOMIC_RELAXED),
