@@ -75,9 +75,9 @@ bool td_pageheap_resize(span_t *s, size_t npages);
    runs or 8 MiB a call made malloc_trim(0) of the bench heap 8% faster
    than 128 runs or 2 MiB (medians of 18 interleaved pairs, 139 against
    151 ms, and of 8 more, 127 against 141), with no more gaps of over 1 ms
-   in the bystander thread (1 run of 26 against 4). 2 MiB when the caller gave a deadline: about 0.6 ms
-   of page freeing, the most a batch runs past it (docs/memory-return.md,
-   "One system call per batch"). */
+   in the bystander thread (1 run of 26 against 4). 2 MiB when the caller
+   gave a deadline: about 0.6 ms of page freeing, the most a batch runs
+   past it (docs/memory-return.md, "One system call per batch"). */
 #define TD_RELEASE_BATCH_PAGES       2048
 #define TD_RELEASE_TIMED_BATCH_PAGES 512
 static inline size_t td_release_batch_pages(uint64_t deadline_ns)
