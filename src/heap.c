@@ -91,7 +91,7 @@ static void partial_push(heap_t *h, span_t *s)
     s->next = NULL;
     if (head == NULL) {
         s->prev = s;
-        h->partial[c] = s;
+        __atomic_store_n(&h->partial[c], s, __ATOMIC_RELAXED);
     } else {
         span_t *tail = head->prev;
         tail->next = s;
@@ -112,14 +112,14 @@ static void partial_push_head(heap_t *h, span_t *s)
         s->prev = head->prev;   /* the tail */
         head->prev = s;
     }
-    h->partial[c] = s;
+    __atomic_store_n(&h->partial[c], s, __ATOMIC_RELAXED);
 }
 
 static void partial_remove(heap_t *h, span_t *s)
 {
     span_t *head = h->partial[s->sizeclass];
     if (s == head) {
-        h->partial[s->sizeclass] = s->next;
+        __atomic_store_n(&h->partial[s->sizeclass], s->next, __ATOMIC_RELAXED);
         if (s->next)
             s->next->prev = s->prev;   /* the tail */
     } else {
@@ -434,15 +434,37 @@ static span_t *slab_new(heap_t *h, unsigned c)
 
 static void slab_reclaim(heap_t *h, span_t *s);
 
+/* True if h's first partly used slab of class c has at least as many free
+   objects as an extend would carve: then the refill takes it and leaves
+   cur's untouched objects for later, which keeps a churning heap's touched
+   memory close to its live memory. Owner only; without h->lock the answer
+   is a guess (a sweep may be giving the slab back), which costs at most a
+   refill under the lock that carves after all. */
+static bool partial_worth(heap_t *h, unsigned c)
+{
+    span_t *p = __atomic_load_n(&h->partial[c], __ATOMIC_RELAXED);
+    if (p == NULL)
+        return false;
+    uint64_t nfree = __atomic_load_n(&p->ncarved, __ATOMIC_RELAXED) -
+                     (uint32_t)__atomic_load_n(&p->used, __ATOMIC_RELAXED) +
+                     td_rl_count(__atomic_load_n(&p->remote, __ATOMIC_RELAXED));
+    return nfree >= td_slab_extend_batch(td_class_size[c]);
+}
+
 /* cur[c] is exhausted: refill it. Returns an object or NULL (no memory). */
 static void *heap_refill(heap_t *h, unsigned c)
 {
     span_t *s = __atomic_load_n(&h->cur[c], __ATOMIC_RELAXED);   /* a sweep may detach it */
     /* Objects that came back first, then fresh ones: carving while remote
        frees wait touches new memory (rbd's peak RSS: 3.5 MiB against 2.8
-       when the remote list was only taken after carving). */
+       when the remote list was only taken after carving). Likewise a
+       partly used slab with an extend's worth of free objects goes before
+       cur's uncarved rest, and cur waits at the partial list's tail: churn
+       of random sizes otherwise carves every slab of a class whole, twice
+       the live memory where a class needs a little over one slab (churn's
+       peak RSS: 2.77 MiB against 2.50). */
     if (s != &td_span_empty && td_rl_count(__atomic_load_n(&s->remote, __ATOMIC_RELAXED)) == 0 &&
-        td_slab_extend(s))
+        !partial_worth(h, c) && td_slab_extend(s))
         return td_slab_pop(s);
     td_lock(&h->lock);
     h->refills++;
@@ -450,13 +472,20 @@ static void *heap_refill(heap_t *h, unsigned c)
     s = h->cur[c];
     if (s != &td_span_empty && s->free == NULL) {
         slab_take_remote(s);   /* not announced (unless adopted armed) */
-        if (s->free == NULL)
+        if (s->free == NULL && (s->used == 0 || !partial_worth(h, c)))
             td_slab_extend(s);
     }
-    /* Every object out (or on its way back as a remote free, armed for). */
-    if (s->free != NULL || (s != &td_span_empty && !slab_make_full(s))) {
+    if (s->free != NULL) {
         td_unlock(&h->lock);
         return td_slab_pop(s);
+    }
+    if (s != &td_span_empty) {
+        if (s->ncarved < s->nobjs) {
+            partial_push(h, s);
+        } else if (!slab_make_full(s)) {
+            td_unlock(&h->lock);
+            return td_slab_pop(s);
+        }
     }
     while ((s = h->partial[c]) != NULL) {
         partial_remove(h, s);

@@ -10,10 +10,6 @@ uintptr_t td_free_key;
 _Static_assert(((size_t)512 << TD_PAGE_SHIFT) / 16 < TD_RL_MASK, "remote-list fields");
 _Static_assert(TD_SMALL_MAX <= ((size_t)512 << TD_PAGE_SHIFT), "remote-list fields");
 
-/* Objects moved onto the free list per extend: enough to amortise the slow
-   call, few enough that a fresh slab's untouched pages stay untouched. */
-#define EXTEND_BYTES 4096
-#define EXTEND_MIN   4
 
 void td_slab_init(span_t *s, unsigned c, struct heap_s *h)
 {
@@ -52,9 +48,7 @@ bool td_slab_extend(span_t *s)
     char *end = (char *)s->start + s->nobjs * size;
     if (p >= end)
         return false;
-    size_t n = EXTEND_BYTES / size;
-    if (n < EXTEND_MIN)
-        n = EXTEND_MIN;
+    size_t n = td_slab_extend_batch(size);
     size_t left = (size_t)(end - p) / size;
     if (n > left)
         n = left;

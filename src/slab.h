@@ -49,6 +49,16 @@ void td_slab_init(span_t *s, unsigned c, struct heap_s *h);
    are left. Owner only. */
 bool td_slab_extend(span_t *s);
 
+/* Objects moved onto the free list per extend: enough to amortise the slow
+   call, few enough that a fresh slab's untouched pages stay untouched. */
+#define TD_EXTEND_BYTES 4096
+#define TD_EXTEND_MIN   4
+static inline size_t td_slab_extend_batch(size_t size)
+{
+    size_t n = TD_EXTEND_BYTES / size;
+    return n < TD_EXTEND_MIN ? TD_EXTEND_MIN : n;
+}
+
 /* Takes the remote list onto s->free and returns how many objects it held,
    in O(1); an empty list is left as it is ("want" included), and a list
    with objects becomes 0 ("notified" included: call it for a notified

@@ -116,8 +116,10 @@ static inline void rel_check(void)
 
 /* ---- measuring without allocating ------------------------------------ */
 
-/* Resident bytes of this process, from /proc/self/statm. */
-static inline long rel_rss(void)
+/* Resident bytes of this process, from /proc/self/statm; with anon_only,
+   less the file-backed and shared ones (code pages the test first runs
+   count there). */
+static inline long rel_rss_of(bool anon_only)
 {
     int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -136,7 +138,20 @@ static inline long rel_rss(void)
     long pages = 0;
     for (; *s >= '0' && *s <= '9'; s++)
         pages = pages * 10 + (*s - '0');
+    if (anon_only) {
+        while (*s == ' ')
+            s++;
+        long shared = 0;
+        for (; *s >= '0' && *s <= '9'; s++)
+            shared = shared * 10 + (*s - '0');
+        pages -= shared;
+    }
     return pages * sysconf(_SC_PAGESIZE);
+}
+
+static inline long rel_rss(void)
+{
+    return rel_rss_of(false);
 }
 
 #define REL_MIB(bytes) ((long)(bytes) / (long)MIB)
