@@ -66,7 +66,8 @@ typedef struct heap_s {
        Written only by heap_set_cur. */
     span_t *direct[TD_DIRECT_LEN];
     span_t *cur[TD_NCLASSES];       /* owner: current slab, &td_span_empty if none */
-    span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects (prev/next) */
+    span_t *partial[TD_NCLASSES];   /* owner: slabs with free objects or an uncarved
+                                       rest (prev/next); sweeps under lock */
     span_t *spare[TD_NCLASSES];     /* lock: one empty slab kept per class */
     td_lock_t lock;                 /* owner's slow paths; sweeps (trylock) */
     uint32_t refills;               /* lock: slab refills so far (activity) */
