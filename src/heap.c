@@ -439,18 +439,21 @@ static void slab_reclaim(heap_t *h, span_t *s);
 
 /* True if the refill should take h's first partly used slab of class c
    and leave cur's uncarved rest for later, which keeps a churning heap's
-   touched memory close to its live memory: the slab has at least an
-   extend's worth of free objects, and an eighth of its capacity. Each
-   such refill takes the lock and rewrites direct[], where a carve took
-   neither: with an extend's worth alone, 1 KiB objects whose live count
-   fills 1.1 slabs refilled 5 times as often as when cur was carved first
-   and ran 13% slower; with the eighth, 3.8 times and 6% (touched memory
-   1.25 slabs' worth, against 1.19 and 2.0). A slab with parked pages is
-   left for later, as its reclaim faults them all in. Owner only; without
-   h->lock the answer is a guess (a sweep may be giving the slab back and
-   its descriptor being reused: the reads are of memory never unmapped,
-   racy like the free fast path's hint), which costs at most a refill
-   under the lock that carves after all. */
+   touched memory close to its live memory: the slab has no parked pages
+   (its reclaim would fault them all in), and at least two extends' worth
+   of free objects and an eighth of its capacity (the same count below
+   1 KiB). Each such refill takes the lock (and rewrites direct[] for
+   classes up to 1 KiB), where a carve took neither, so a lower bar costs
+   time where a class's live objects fill a little over one slab
+   (single-class churn at 1.1 slabs, against carving first: an extend's
+   worth, 1 KiB objects 5 times the refills and 13% slower; with the
+   eighth, 3.8 times and 6%; 2-4 KiB objects at one extend's worth 2.5-2.9
+   times and 14-17%, at two 6-10%; touched memory 1.25-1.6 slabs' worth
+   against 2.0). Owner only; without h->lock the answer is a guess (a
+   sweep may be giving the slab back and its descriptor being reused: the
+   reads are of memory never unmapped, racy like the free fast path's
+   hint), which costs at most a refill under the lock that carves after
+   all. */
 static bool partial_worth(heap_t *h, unsigned c)
 {
     span_t *p = __atomic_load_n(&h->partial[c], __ATOMIC_RELAXED);
@@ -459,7 +462,7 @@ static bool partial_worth(heap_t *h, unsigned c)
     uint64_t nfree = __atomic_load_n(&p->ncarved, __ATOMIC_RELAXED) -
                      (uint32_t)__atomic_load_n(&p->used, __ATOMIC_RELAXED) +
                      td_rl_count(__atomic_load_n(&p->remote, __ATOMIC_RELAXED));
-    uint64_t want = td_slab_extend_batch(td_class_size[c]);
+    uint64_t want = 2 * td_slab_extend_batch(td_class_size[c]);
     uint64_t eighth = __atomic_load_n(&p->nobjs, __ATOMIC_RELAXED) / 8;
     return nfree >= (want > eighth ? want : eighth);
 }
@@ -471,7 +474,7 @@ static void *heap_refill(heap_t *h, unsigned c)
     /* Objects that came back first, then fresh ones: carving while remote
        frees wait touches new memory (rbd's peak RSS: 3.5 MiB against 2.8
        when the remote list was only taken after carving). Likewise a
-       partly used slab with an extend's worth of free objects goes before
+       partly used slab with enough free objects (partial_worth) goes before
        cur's uncarved rest, and cur waits at the partial list's tail: churn
        of random sizes otherwise carves every slab of a class whole, twice
        the live memory where a class needs a little over one slab (churn's
