@@ -500,6 +500,8 @@ static void *heap_refill(heap_t *h, unsigned c)
             s->park_memo = 0;   /* look_at_cur's, from its time as cur */
             partial_push(h, s);
         } else if (!slab_make_full(s)) {
+            /* Remote frees came back before it could be armed: they
+               are its free objects now. */
             td_unlock(&h->lock);
             return td_slab_pop(s);
         }
@@ -1087,16 +1089,16 @@ static size_t slab_park(span_t *s)
     if ((size_t)(nf + nr) * td_slab_obj_size(s) < 2 * TD_PAGE)
         return 0;
 
-    /* The owner list's head may lie on a parked page and become phead, as
-       long as another object stays on that list: a partly used slab must
-       have one to hand out when it becomes current (or an uncarved rest). The remote list's head
-       can be moved past parked objects with a CAS (pushes only ever
-       replace it), as long as a kept object is left to head the list: a
-       notified slab (slab.h, TD_RL_NOTIFIED) must keep objects on it
-       until the notify stack's taker collects it. Every object overlapping a parked page
-       leaves the lists, also one that starts on a kept page (its header
-       stays resident, and so does its double-free mark), or reusing it
-       would write to the parked page. */
+    /* The owner list's head may lie on a parked page and become phead, as long
+       as another object stays on that list: a partly used slab must have one
+       to hand out when it becomes current (or an uncarved rest). The remote
+       list's head can be moved past parked objects with a CAS (pushes only
+       ever replace it), as long as a kept object is left to head the list: a
+       notified slab (slab.h, TD_RL_NOTIFIED) must keep objects on it until the
+       notify stack's taker collects it. Every object overlapping a parked page
+       leaves the lists, also one that starts on a kept page (its header stays
+       resident, and so does its double-free mark), or reusing it would write
+       to the parked page. */
     uint64_t keep[3] = { 0, 0, 0 };
     if (fw != f0) {
         /* The pop in flight may still take f0 and make fw the head: both
