@@ -87,17 +87,25 @@ static void dirty_insert(span_t *s)
     ph.free_dirty_pages += s->ndirty;
 }
 
-static void dirty_remove(span_t *s)
+/* Unlinks s from a list through dprev/dnext (the dirty list, or the
+   table-run list: a run is on at most one), given its head and, if the
+   list keeps one, its tail. */
+static void dlink_remove(span_t *s, span_t **head, span_t **tail)
 {
     if (s->dprev)
         s->dprev->dnext = s->dnext;
     else
-        ph.dirty = s->dnext;
+        *head = s->dnext;
     if (s->dnext)
         s->dnext->dprev = s->dprev;
-    else
-        ph.dirty_tail = s->dprev;
+    else if (tail != NULL)
+        *tail = s->dprev;
     s->dprev = s->dnext = NULL;
+}
+
+static void dirty_remove(span_t *s)
+{
+    dlink_remove(s, &ph.dirty, &ph.dirty_tail);
     ph.free_dirty_pages -= s->ndirty;
 }
 
@@ -159,13 +167,7 @@ static void bin_remove(span_t *s)
     if (s->ndirty)
         dirty_remove(s);
     if (table_run(s)) {
-        if (s->dprev)
-            s->dprev->dnext = s->dnext;
-        else
-            ph.table_list = s->dnext;
-        if (s->dnext)
-            s->dnext->dprev = s->dprev;
-        s->dprev = s->dnext = NULL;
+        dlink_remove(s, &ph.table_list, NULL);
         ph.table_runs--;
     }
 }
